@@ -1,0 +1,103 @@
+"""One Settings object for the whole server.
+
+Sources, strongest first: command-line flags, then `MODEL_MCP_*` environment variables, then the
+defaults below. Only `cli.py` reads the real environment; it passes it here as a mapping, so tests
+build settings from plain dicts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIB = 1024 * 1024
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """`$MODEL_MCP_HOME`, else `$XDG_DATA_HOME/model-mcp`, else `~/.local/share/model-mcp`."""
+    if env.get("MODEL_MCP_HOME"):
+        return Path(env["MODEL_MCP_HOME"]).expanduser()
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path(env.get("HOME", os.path.expanduser("~"))) / ".local" / "share"
+    return base / "model-mcp"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    home: Path
+    training_dir: Path | None = None
+    read_only: bool = False
+
+    # Archive limits (contract section 6).
+    max_upload_bytes: int = 512 * MIB
+    max_unpacked_bytes: int = 2048 * MIB
+    max_members: int = 100
+    max_ratio: float = 200.0
+    ratio_min_member_bytes: int = 1 * MIB
+
+    max_predict_rows: int = 10_000
+
+    # Extra trusted pickle globals, as "module:name" (never taken from a package).
+    trusted_globals: tuple[str, ...] = ()
+
+    # validate_model.py: off unless the operator enables it.
+    enable_custom_script: bool = False
+    custom_script_timeout_s: float = 30.0
+    custom_script_memory_mb: int = 1024
+
+    # Quality thresholds (contract section 3, "Answers").
+    min_f1: float = 0.6
+    min_roc_auc: float = 0.6
+    min_training_samples: int = 1000
+    max_model_age_days: int = 180
+
+    # Monitoring.
+    recent_window_rows: int = 5000
+    baseline_rows: int = 1000
+    drift_share_threshold: float = 0.5
+    feedback_max_requests: int = 1000
+
+    # Transport.
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = Field(default=None, repr=False)
+
+    log_level: str = "INFO"
+
+    @property
+    def trusted_pairs(self) -> tuple[tuple[str, str], ...]:
+        pairs = []
+        for item in self.trusted_globals:
+            module, sep, name = item.partition(":")
+            if sep and module and name:
+                pairs.append((module.strip(), name.strip()))
+        return tuple(pairs)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **flags: Any) -> Settings:
+        """Build settings from flags (given, not None) over `MODEL_MCP_*` variables."""
+        values: dict[str, Any] = {}
+        for field_name in cls.model_fields:
+            variable = f"MODEL_MCP_{field_name.upper()}"
+            if variable in env and env[variable] != "":
+                values[field_name] = env[variable]
+        # A friendlier spelling for the trusted names: comma-separated.
+        for variable in ("MODEL_MCP_TRUSTED_GLOBALS", "MODEL_MCP_TRUSTED_TYPES"):
+            if env.get(variable):
+                values["trusted_globals"] = tuple(p for p in env[variable].split(",") if p.strip())
+        values.pop("home", None)
+        values["home"] = default_home(env)
+        for key, value in flags.items():
+            if value is not None:
+                values[key] = value
+        if isinstance(values.get("training_dir"), str):
+            values["training_dir"] = Path(values["training_dir"]).expanduser()
+        if isinstance(values.get("home"), str):
+            values["home"] = Path(values["home"]).expanduser()
+        return cls.model_validate(values)
