@@ -1,0 +1,724 @@
+"""ModelManager: the use cases, over the store, registry, validation, runtime and history.
+
+Every public method is keyword-only, blocking (the server calls it from a worker thread) and
+either returns an answer model or raises a ModelMcpError. A method that fails changes nothing:
+imports stage everything under staging/ and publish with one rename plus one registry write,
+under the store's lock, with a journal file that lets the next start undo a publish cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from model_mcp.core.archive import ArchiveLimits, decode_base64_upload, extract_zip, read_upload_path
+from model_mcp.core.errors import (
+    InvalidInputError,
+    InvalidStateError,
+    ModelMcpError,
+    NoDeployedModelError,
+    NoRollbackTargetError,
+    NotFoundError,
+    ReadOnlyError,
+    ValidationFailedError,
+    VersionConflictError,
+)
+from model_mcp.core.history import History
+from model_mcp.core.package import FileDigest, PackageContents, inspect_package, package_fingerprint
+from model_mcp.core.registry import Registry, Snapshot
+from model_mcp.core.runtime import ResidentModel, Runtime
+from model_mcp.core.monitoring import operational_alerts
+from model_mcp.core.schemas import (
+    Alert,
+    DeployResult,
+    FileInfo,
+    GetModelResult,
+    ImportResult,
+    ListModelsResult,
+    PerformanceReport,
+    RegistryEntry,
+    Resources,
+    ValidationReport,
+    ValidationSummary,
+    parse_manifest,
+    utc_now,
+)
+from model_mcp.core.store import Store, atomic_write_json, check_version_name, remove_tree, storage_error
+from model_mcp.core.unpickler import load_trusted
+from model_mcp.core.validation import ValidationOutcome, validate_package
+from model_mcp.logs import get_logger
+from model_mcp.settings import Settings
+
+log = get_logger(__name__)
+
+# progress(done, total, message); total may be None when unknown.
+Progress = Callable[[float, float | None, str], None]
+
+
+def _no_progress(done: float, total: float | None, message: str) -> None:
+    return None
+
+
+class _AlreadyPresent(Exception):
+    def __init__(self, result: ImportResult) -> None:
+        super().__init__(result.version)
+        self.result = result
+
+
+class ModelManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.home)
+        self.registry = Registry(self.store)
+        self.history = History(self.store.history_path)
+        self.limits = ArchiveLimits.from_settings(settings)
+        self.runtime = Runtime(
+            max_predict_rows=settings.max_predict_rows,
+            window_rows=settings.recent_window_rows,
+            baseline_rows=settings.baseline_rows,
+            feedback_requests=settings.feedback_max_requests,
+        )
+        # One deploy or rollback at a time in this process; the store lock covers other processes.
+        self._switch_lock = threading.Lock()
+        # Serializes loading a version that another process deployed (see _follow_registry).
+        self._follow_lock = threading.Lock()
+
+    # --- start-up ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the home, clean what a killed process left, finish or undo interrupted publishes."""
+        self.store.ensure()
+        with self.store.lock():
+            self._recover_journal()
+            removed = self.store.clean_leftovers()
+        if removed:
+            log.info("cleaned_leftovers", items=removed)
+
+    # --- guards --------------------------------------------------------------------------------
+    def _require_writable(self, tool: str) -> None:
+        if self.settings.read_only:
+            raise ReadOnlyError(f"The server was started read-only; {tool} would change the store and is refused.")
+
+    def read_registry(self) -> Snapshot:
+        """For changing use cases: raises RegistryCorruptError when registry.json does not parse."""
+        return self.registry.read()
+
+    def read_registry_for_reading(self) -> tuple[Snapshot, str | None]:
+        """For reading use cases: the registry, or the last good copy with the reason it is used."""
+        from model_mcp.core.errors import RegistryCorruptError
+
+        try:
+            return self.registry.read(), None
+        except RegistryCorruptError as exc:
+            return self.registry.read_last_good(), str(exc)
+
+    # --- import --------------------------------------------------------------------------------
+    def import_zip(
+        self,
+        *,
+        path: str | None = None,
+        content_base64: str | None = None,
+        filename: str | None = None,
+        source: str = "zip",
+        origin: str | None = None,
+        progress: Progress | None = None,
+    ) -> ImportResult:
+        self._require_writable("import_zip")
+        progress = progress or _no_progress
+        if (path is None) == (content_base64 is None):
+            raise InvalidInputError("Give exactly one of `path` (a .zip on the server's disk) or `content_base64`.")
+        self.read_registry()  # a damaged registry refuses changes before any work
+        if path is not None:
+            upload: Path | bytes = read_upload_path(path, self.limits)
+            origin = origin or Path(path).name
+        else:
+            assert content_base64 is not None
+            upload = decode_base64_upload(content_base64, self.limits)
+            origin = origin or (filename or "upload.zip")
+        progress(0, None, "checking the archive")
+        with self.store.staging() as stage:
+            package_dir = stage / "package"
+            package_dir.mkdir()
+
+            def on_bytes(done: int, total: int) -> None:
+                progress(done, total, "extracting")
+
+            extraction = extract_zip(upload, package_dir, self.limits, on_bytes)
+            digests = {name: FileDigest(f.sha256, f.size) for name, f in extraction.files.items()}
+            extra_warnings = [f"Skipped {name}: not part of a package." for name in extraction.ignored
+                              if not name.endswith("/")]
+            return self._import_staged(package_dir, digests, source=source, origin=origin,
+                                       progress=progress, extra_warnings=extra_warnings)
+
+    def import_folder(self, folder: Path, *, source: str, origin: str | None = None,
+                      progress: Progress | None = None) -> ImportResult:
+        """Import a folder package (training service): copied into staging, then the same path."""
+        import shutil
+
+        self._require_writable("import")
+        self.read_registry()
+        with self.store.staging() as stage:
+            package_dir = stage / "package"
+            try:
+                shutil.copytree(folder, package_dir, symlinks=True)
+            except OSError as exc:
+                raise storage_error(exc, "copying the package into staging") from exc
+            for link in [p for p in package_dir.rglob("*") if p.is_symlink()]:
+                link.unlink()  # a link in a package is never followed
+            return self._import_staged(package_dir, None, source=source, origin=origin or folder.name,
+                                       progress=progress or _no_progress, extra_warnings=[])
+
+    def _import_staged(self, package_dir: Path, digests: dict[str, FileDigest] | None, *, source: str,
+                       origin: str, progress: Progress, extra_warnings: list[str]) -> ImportResult:
+        contents = inspect_package(package_dir, digests)
+        version = contents.version
+        fingerprint = package_fingerprint(contents.files)
+        existing = self._existing_import(version, fingerprint)
+        if existing is not None:
+            return existing
+        progress(0, None, "loading the model")
+        estimator = load_trusted(contents.model_path, self.settings.trusted_pairs)
+        progress(0, None, "validating")
+        outcome = validate_package(package_dir, version=version, settings=self.settings, contents=contents,
+                                   estimator=estimator, digests=contents.files)
+        status = "available" if outcome.report.passed else "failed"
+        try:
+            entry = self._publish(package_dir, contents, outcome, status=status, source=source, origin=origin)
+        except _AlreadyPresent as race:
+            return race.result
+        self.history.record("import", version=version, outcome="ok",
+                            detail=f"Imported {origin} from {source} as {status} "
+                                   f"(quality {outcome.report.quality_score:.0f}).", source=source)
+        progress(1, 1, "imported")
+        return ImportResult(
+            version=version, model_name=contents.metadata.model_name, status=entry.status,
+            already_present=False, warnings=contents.warnings + extra_warnings,
+            missing_optional_files=contents.missing_optional, extra_files=contents.extra_files,
+            validation=outcome.report.summary(), source=entry.source, path=entry.path,
+        )
+
+    def _existing_import(self, version: str, fingerprint: dict[str, str]) -> ImportResult | None:
+        snapshot = self.read_registry()
+        entry = snapshot.get(version)
+        if entry is None:
+            if self.store.version_dir(version).exists():
+                raise VersionConflictError(
+                    f"A folder models/{version} exists but is not registered; run discover_models to register "
+                    "it, or remove it, before importing this version."
+                )
+            return None
+        if self._entry_fingerprint(entry) != fingerprint:
+            raise VersionConflictError(
+                f"Version {version} is already registered with different content. Give the new package its own "
+                "version (metadata.json `version`)."
+            )
+        report = self.load_report(version)
+        metadata = self._read_metadata(entry)
+        return ImportResult(
+            version=version, model_name=entry.model_name or (metadata or {}).get("model_name", ""),
+            status=entry.status, already_present=True,
+            warnings=[f"Version {version} was already imported with the same content; nothing changed."],
+            missing_optional_files=[], extra_files=[],
+            validation=report.summary() if report else None, source=entry.source, path=entry.path,
+        )
+
+    def _entry_fingerprint(self, entry: RegistryEntry) -> dict[str, str]:
+        files = getattr(entry, "files", None)
+        if isinstance(files, dict) and files:
+            return {name: info["sha256"] for name, info in sorted(files.items()) if isinstance(info, dict)}
+        from model_mcp.core.archive import hash_file
+        from model_mcp.core.package import list_package_files
+
+        root = self.store.resolve_entry_path(entry.path)
+        return {name: hash_file(root / name)[0] for name in list_package_files(root)}
+
+    def _publish(self, package_dir: Path, contents: PackageContents, outcome: ValidationOutcome, *,
+                 status: str, source: str, origin: str) -> RegistryEntry:
+        """Move the staged package into models/<version> and register it, as one step.
+
+        A journal file (staging/publish-<version>.json) is written before the rename and removed after
+        the registry write: if the process dies in between, the next start finds the journal, sees no
+        registry entry, and removes the half-published folder.
+        """
+        version = contents.version
+        target = self.store.version_dir(version)
+        journal = self.store.staging_dir / f"publish-{version}.json"
+        now = utc_now()
+        metadata = contents.metadata
+        entry = RegistryEntry(
+            version=version, model_name=metadata.model_name, status=status,  # type: ignore[arg-type]
+            path=f"models/{version}", created_at=metadata.created_at, imported_at=now,
+            source=source, quality_score=outcome.report.quality_score,  # type: ignore[arg-type]
+        )
+        extra = {
+            "model_type": metadata.model_type,
+            "origin": origin,
+            "files": {n: {"sha256": d.sha256, "size": d.size} for n, d in sorted(contents.files.items())},
+            "validated_at": outcome.report.generated_at,
+        }
+        for key, value in extra.items():
+            setattr(entry, key, value)
+
+        with self.store.lock():
+            # Checked again under the lock: another request or process may have imported this
+            # version while we validated. The same content makes this import a no-op.
+            existing = self._existing_import(version, package_fingerprint(contents.files))
+            if existing is not None:
+                raise _AlreadyPresent(existing)
+            atomic_write_json(journal, {"version": version, "target": str(target.relative_to(self.store.home))})
+            try:
+                self.store.models_dir.mkdir(parents=True, exist_ok=True)
+                os.rename(package_dir, target)
+            except OSError as exc:
+                journal.unlink(missing_ok=True)
+                raise storage_error(exc, f"moving version {version} into models/") from exc
+            try:
+                self.save_report(outcome.report)
+
+                def add(snap: Snapshot) -> None:
+                    snap.entries[version] = entry
+
+                self.registry.update(add)
+            except BaseException:
+                remove_tree(target)
+                self.report_path_for(version).unlink(missing_ok=True)
+                journal.unlink(missing_ok=True)
+                raise
+            journal.unlink(missing_ok=True)
+        return entry
+
+    def _recover_journal(self) -> None:
+        if not self.store.staging_dir.is_dir():
+            return
+        try:
+            snapshot = self.registry.read()
+        except Exception:
+            return  # a damaged registry: leave everything for the operator
+        for journal in self.store.staging_dir.glob("publish-*.json"):
+            try:
+                data = json.loads(journal.read_text())
+                version = check_version_name(data["version"])
+            except Exception:
+                journal.unlink(missing_ok=True)
+                continue
+            if version not in snapshot.entries:
+                log.warning("undo_interrupted_publish", version=version)
+                remove_tree(self.store.version_dir(version))
+                self.report_path_for(version).unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
+
+    # --- reports -------------------------------------------------------------------------------
+    def report_path_for(self, version: str) -> Path:
+        return self.store.report_path(version)
+
+    def save_report(self, report: ValidationReport) -> None:
+        atomic_write_json(self.report_path_for(report.version), report.model_dump(mode="json"))
+
+    def load_report(self, version: str) -> ValidationReport | None:
+        try:
+            raw = self.report_path_for(version).read_bytes()
+            return ValidationReport.model_validate_json(raw)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    # --- reading -------------------------------------------------------------------------------
+    def list_models(self, *, status: str | None = None, model_name: str | None = None, limit: int | None = None,
+                    offset: int = 0) -> ListModelsResult:
+        if limit is not None and limit < 0 or offset < 0:
+            raise InvalidInputError("`limit` and `offset` must not be negative.")
+        snapshot, _problem = self.read_registry_for_reading()
+        entries = list(snapshot.entries.values())
+        if status is not None:
+            entries = [e for e in entries if e.status == status]
+        if model_name is not None:
+            entries = [e for e in entries if e.model_name == model_name]
+        entries.sort(key=lambda e: (e.created_at or "", e.imported_at or "", e.version), reverse=True)
+        total = len(entries)
+        page = entries[offset: offset + limit if limit is not None else None]
+        deployed = snapshot.deployed
+        return ListModelsResult(
+            models=[self._public_entry(e) for e in page],
+            deployed_version=deployed.version if deployed else None,
+            total=total,
+            deployed_load_error=self.deployed_load_error(),
+        )
+
+    def deployed_load_error(self) -> str | None:
+        error = self.runtime.load_error
+        return f"{error['version']}: {error['message']}" if error else None
+
+    @staticmethod
+    def _public_entry(entry: RegistryEntry) -> dict[str, Any]:
+        data = entry.model_dump(mode="json")
+        data.pop("files", None)  # per-file hashes are get_model's business
+        return data
+
+    def _entry_or_not_found(self, snapshot: Snapshot, version: str) -> RegistryEntry:
+        check_version_name(version)
+        entry = snapshot.get(version)
+        if entry is None:
+            raise NotFoundError(f"No version {version} is registered; list_models shows the registered versions.")
+        return entry
+
+    def _read_metadata(self, entry: RegistryEntry) -> dict[str, Any] | None:
+        try:
+            raw = (self.store.resolve_entry_path(entry.path) / "metadata.json").read_bytes()
+            value = json.loads(raw)
+            return value if isinstance(value, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def get_model(self, *, version: str | None = None) -> GetModelResult:
+        snapshot, _problem = self.read_registry_for_reading()
+        version = self._default_version(snapshot, version)
+        entry = self._entry_or_not_found(snapshot, version)
+        files_raw = getattr(entry, "files", None)
+        if isinstance(files_raw, dict) and files_raw:
+            files = {n: FileInfo(sha256=i["sha256"], size=i["size"]) for n, i in files_raw.items()}
+        else:
+            from model_mcp.core.archive import hash_file
+            from model_mcp.core.package import list_package_files
+
+            root = self.store.resolve_entry_path(entry.path)
+            files = {}
+            for name in list_package_files(root) if root.is_dir() else []:
+                digest, size = hash_file(root / name)
+                files[name] = FileInfo(sha256=digest, size=size)
+        report = self.load_report(version)
+        deployments = self.history.events(kind="deployments", version=version, limit=200)
+        return GetModelResult(
+            entry=self._public_entry(entry), metadata=self._read_metadata(entry), files=files,
+            validation=report.summary() if report else None, deployments=deployments,
+        )
+
+    def entry_with_metadata(self, version: str) -> dict[str, Any]:
+        result = self.get_model(version=version)
+        return {"entry": result.entry, "metadata": result.metadata, "validation": result.validation and
+                result.validation.model_dump(mode="json")}
+
+    def validation_report(self, version: str) -> ValidationReport:
+        snapshot, _ = self.read_registry_for_reading()
+        self._entry_or_not_found(snapshot, version)
+        report = self.load_report(version)
+        if report is None:
+            raise NotFoundError(f"Version {version} has no validation report yet; call validate to create one.")
+        return report
+
+    def _default_version(self, snapshot: Snapshot, version: str | None) -> str:
+        if version is not None:
+            return version
+        deployed = snapshot.deployed
+        if deployed is None:
+            raise NotFoundError("No version was given and none is deployed; name a version (see list_models).")
+        return deployed.version
+
+    # --- validate ------------------------------------------------------------------------------
+    def validate(self, *, version: str | None = None, deep: bool = True,
+                 progress: Progress | None = None) -> ValidationReport:
+        self._require_writable("validate")
+        progress = progress or _no_progress
+        snapshot = self.read_registry()
+        version = self._default_version(snapshot, version)
+        entry = self._entry_or_not_found(snapshot, version)
+        root = self.store.resolve_entry_path(entry.path)
+        progress(0, None, "validating")
+        outcome = validate_package(root, version=version, settings=self.settings, deep=deep)
+        report = outcome.report
+        self.save_report(report)
+
+        def record(snap: Snapshot) -> None:
+            current = snap.entries.get(version)
+            if current is None:
+                return  # deleted meanwhile by another process
+            if current.status != "deployed":
+                current.status = "available" if report.passed else "failed"
+            current.quality_score = report.quality_score
+            current.validated_at = report.generated_at  # type: ignore[attr-defined]
+
+        self.registry.update(record)
+        summary = report.summary()
+        self.history.record("validate", version=version, outcome="passed" if report.passed else "failed",
+                            detail=f"quality {report.quality_score:.0f}; failed: {summary.failed_checks or 'none'}; "
+                                   f"warnings: {summary.warning_checks or 'none'}")
+        progress(1, 1, "validated")
+        return report
+
+    def validation_summary(self, version: str) -> ValidationSummary | None:
+        report = self.load_report(version)
+        return report.summary() if report else None
+
+    # --- serving: the resident model -----------------------------------------------------------
+    def load_deployed_in_background(self) -> threading.Thread | None:
+        """At server start: load the registry's deployed version without holding up `initialize`.
+
+        Predicts that arrive meanwhile wait for the load (Runtime.begin_loading). A failure is logged
+        and shown by list_models and performance_report; the server keeps running.
+        """
+        try:
+            deployed = self.registry.read().deployed
+        except ModelMcpError as exc:
+            log.error("deployed_not_loaded", reason=str(exc))
+            return None
+        if deployed is None:
+            return None
+        self.runtime.begin_loading(deployed.version)
+        thread = threading.Thread(target=self._load_into_runtime, args=(deployed,), name="load-deployed",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _load_into_runtime(self, entry: RegistryEntry) -> None:
+        try:
+            resident = self._load_resident(entry)
+        except ModelMcpError as exc:
+            self.runtime.load_failed(entry.version, f"[{exc.code}] {exc}")
+        except Exception as exc:  # a start load must never take the server down
+            log.error("deployed_load_crashed", version=entry.version, exc_info=exc)
+            self.runtime.load_failed(entry.version, "[internal_error] the model could not be loaded")
+        else:
+            self.runtime.install(resident)
+            log.info("deployed_loaded", version=entry.version, load_ms=round(resident.load_ms, 1))
+
+    def _load_resident(self, entry: RegistryEntry) -> ResidentModel:
+        """Load a registered version for serving: model.joblib's hash checked, trusted loader."""
+        from model_mcp.core.archive import hash_file
+        from model_mcp.core.errors import HashMismatchError
+
+        root = self.store.resolve_entry_path(entry.path)
+        model_path = root / "model.joblib"
+        if not model_path.is_file():
+            raise NotFoundError(f"Version {entry.version} has no model.joblib on disk.")
+        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
+        digest, size = hash_file(model_path)
+        if isinstance(expected, dict) and expected.get("sha256") not in (None, digest):
+            raise HashMismatchError(f"model.joblib of version {entry.version} changed on disk since import.")
+        metadata = self._read_metadata(entry) or {}
+        started = time.perf_counter()
+        estimator = load_trusted(model_path, self.settings.trusted_pairs)
+        load_ms = (time.perf_counter() - started) * 1000
+        return ResidentModel.create(version=entry.version, estimator=estimator,
+                                    feature_names=metadata.get("feature_names") or [],
+                                    load_ms=load_ms, model_file_bytes=size,
+                                    deployed_at=entry.deployed_at)
+
+    def _follow_registry(self) -> None:
+        """Serve what the registry says is deployed, also when another process deployed it.
+
+        One stat of registry.json per predict (the registry read is cached by its stat); only when
+        the deployed version differs from the resident one is anything loaded.
+        """
+        if self.runtime.loading is not None or self._switch_lock.locked():
+            return  # a load or a switch in this process is under way; it installs the right model
+        try:
+            deployed_version = self.registry.deployed_version()
+        except ModelMcpError:
+            return  # damaged registry: keep serving what is resident
+        current = self.runtime.current
+        if deployed_version is None or (current is not None and current.version == deployed_version):
+            return
+        error = self.runtime.load_error
+        if error is not None and error["version"] == deployed_version:
+            return  # already failed to load; list_models and performance_report say why
+        with self._follow_lock:
+            current = self.runtime.current
+            deployed = self.registry.read().deployed
+            if deployed is None or (current is not None and current.version == deployed.version):
+                return
+            log.info("following_registry", deployed=deployed.version,
+                     resident=current.version if current else None)
+            self._load_into_runtime(deployed)
+
+    # --- deploy and rollback -------------------------------------------------------------------
+    def deploy(self, *, version: str, progress: Progress | None = None) -> DeployResult:
+        self._require_writable("deploy")
+        return self._switch_to(version, event="deploy", mode="explicit", progress=progress or _no_progress)
+
+    def rollback(self, *, to_version: str | None = None, progress: Progress | None = None) -> DeployResult:
+        self._require_writable("rollback")
+        snapshot = self.read_registry()
+        current = snapshot.deployed
+        if to_version is None:
+            target = self._rollback_target(snapshot)
+            mode = "auto"
+        else:
+            target = self._entry_or_not_found(snapshot, to_version).version
+            if current is not None and current.version == target:
+                raise InvalidStateError(f"Version {target} is already deployed; there is nothing to roll back.")
+            mode = "explicit"
+        return self._switch_to(target, event="rollback", mode=mode, progress=progress or _no_progress)
+
+    def deployment_stack(self) -> list[str]:
+        """The versions that served, oldest first, as deploys and rollbacks left them.
+
+        Replaying the audit trail: a deploy (or a rollback to a named version) pushes its version;
+        a rollback without a target pops the current one. So repeated rollbacks walk back through
+        the deployment history: deploy A, B, C; rollback -> B; rollback -> A.
+        """
+        stack: list[str] = []
+        for event in reversed(self.history.events(kind="deployments", limit=None)):
+            if event.get("outcome") != "ok":
+                continue
+            version = event.get("version")
+            if event.get("event") == "rollback" and event.get("mode") == "auto":
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != version:
+                    stack.append(version)
+            elif not stack or stack[-1] != version:
+                stack.append(version)
+        return stack
+
+    def _rollback_target(self, snapshot: Snapshot) -> str:
+        current = snapshot.deployed
+        if current is None:
+            raise NoRollbackTargetError("Nothing is deployed, so there is nothing to roll back from.")
+        stack = self.deployment_stack()
+        while stack and stack[-1] == current.version:
+            stack.pop()
+        for version in reversed(stack):
+            entry = snapshot.get(version)
+            if entry is not None and entry.status in ("available", "imported") and version != current.version:
+                return version
+        raise NoRollbackTargetError(
+            f"No earlier deployment of another registered, deployable version precedes {current.version}; "
+            "name one with to_version."
+        )
+
+    def _switch_to(self, version: str, *, event: str, mode: str, progress: Progress) -> DeployResult:
+        with self._switch_lock:
+            snapshot = self.read_registry()
+            entry = self._entry_or_not_found(snapshot, version)
+            previous = snapshot.deployed
+            resident = self.runtime.current
+            if entry.status == "deployed" and resident is not None and resident.version == version:
+                report = self.load_report(version)
+                return DeployResult(
+                    deployed_version=version, previous_version=None, load_ms=0.0, probe_ms=0.0,
+                    validation=report.summary() if report else _empty_summary(), already_deployed=True,
+                )
+            if entry.status in ("failed", "archived"):
+                raise InvalidStateError(
+                    f"Version {version} is {entry.status} and cannot be deployed; "
+                    + ("validate it again once fixed." if entry.status == "failed" else "import it again.")
+                )
+            progress(0, None, "validating before deploy")
+            root = self.store.resolve_entry_path(entry.path)
+            outcome = validate_package(root, version=version, settings=self.settings, deep=True)
+            report = outcome.report
+            if not report.passed or outcome.estimator is None:
+                failed = report.summary().failed_checks
+                self.history.record(event, version=version, outcome="failed", mode=mode,
+                                    detail=f"validation failed: {', '.join(failed)}")
+                raise ValidationFailedError(
+                    f"Version {version} failed pre-deployment validation ({', '.join(failed)}); "
+                    f"{previous.version if previous else 'nothing'} keeps serving.",
+                    data={"report": report.model_dump(mode="json")},
+                )
+            progress(0.8, 1, "switching")
+            now = utc_now()
+            metadata = outcome.contents.metadata if outcome.contents else None
+            new_resident = ResidentModel.create(
+                version=version, estimator=outcome.estimator,
+                feature_names=metadata.feature_names if metadata else [],
+                load_ms=outcome.load_ms or 0.0, model_file_bytes=outcome.model_file_bytes or 0, deployed_at=now,
+            )
+
+            def switch(snap: Snapshot) -> str | None:
+                target = snap.entries.get(version)
+                if target is None:
+                    raise NotFoundError(f"Version {version} was deleted while it was being deployed.")
+                before = snap.deployed
+                if before is not None and before.version != version:
+                    before.status = "available"
+                target.status = "deployed"
+                target.deployed_at = now
+                target.quality_score = report.quality_score
+                return before.version if before is not None and before.version != version else None
+
+            previous_version = self.registry.update(switch)
+            # The registry is written: from here the new model serves. One reference swap.
+            self.runtime.install(new_resident)
+            try:
+                self.save_report(report)
+            except ModelMcpError:
+                log.warning("report_not_saved", version=version, exc_info=True)
+            self.history.record(
+                event, version=version, outcome="ok", mode=mode, previous=previous_version,
+                detail=f"{event} {version} (from {previous_version or 'nothing'}); "
+                       f"load {outcome.load_ms or 0:.1f} ms, probe {outcome.probe_ms or 0:.1f} ms",
+            )
+            progress(1, 1, "deployed")
+            return DeployResult(
+                deployed_version=version, previous_version=previous_version, load_ms=round(outcome.load_ms or 0, 3),
+                probe_ms=None if outcome.probe_ms is None else round(outcome.probe_ms, 3),
+                validation=report.summary(), rolled_back=event == "rollback",
+            )
+
+    # --- predict -------------------------------------------------------------------------------
+    def predict(self, *, rows: Any, version: str | None = None) -> dict[str, Any]:
+        self._follow_registry()
+        if self.runtime.current is None and self.runtime.loading is None:
+            error = self.runtime.load_error
+            if error is not None:
+                raise NoDeployedModelError(
+                    f"The deployed version {error['version']} could not be loaded ({error['message']}); "
+                    "deploy a version that validates."
+                )
+        return self.runtime.predict(rows, version=version)
+
+    # --- performance -----------------------------------------------------------------------------
+    def manifest_resources(self, version: str) -> Resources | None:
+        """The manifest's resource limits of a registered version (None when it sets none)."""
+        snapshot, _ = self.read_registry_for_reading()
+        entry = snapshot.get(version)
+        if entry is None:
+            return None
+        try:
+            raw = (self.store.resolve_entry_path(entry.path) / "deployment_manifest.json").read_bytes()
+            return parse_manifest(raw).resources
+        except (OSError, ModelMcpError):
+            return None
+
+    def performance_report(self, *, version: str | None = None) -> PerformanceReport:
+        if version is not None:
+            check_version_name(version)
+        target = version
+        if target is None:
+            current = self.runtime.current
+            if current is not None:
+                target = current.version
+            else:
+                snapshot, _ = self.read_registry_for_reading()
+                deployed = snapshot.deployed
+                if deployed is None:
+                    raise NoDeployedModelError("Nothing is deployed; name a version or deploy one first.")
+                target = deployed.version
+        try:
+            figures = self.runtime.performance(target)
+        except NotFoundError:
+            snapshot, _ = self.read_registry_for_reading()
+            entry = self._entry_or_not_found(snapshot, target)
+            figures = _zero_figures(target, entry.deployed_at)
+        alerts = operational_alerts(figures, self.manifest_resources(target))
+        error = self.runtime.load_error
+        if error is not None and error["version"] == target:
+            figures["load_error"] = error["message"]
+            alerts.insert(0, Alert(kind="resource", severity="critical", message=(
+                f"The deployed version {target} could not be loaded at start ({error['message']}); nothing "
+                "serves. Deploy or roll back to a version that validates.")))
+        return PerformanceReport(alerts=alerts, **figures)
+
+
+def _empty_summary() -> ValidationSummary:
+    return ValidationSummary(passed=True, quality_score=0.0, failed_checks=[], warning_checks=[])
+
+
+def _zero_figures(version: str, deployed_at: str | None) -> dict[str, Any]:
+    return {"version": version, "deployed_at": deployed_at, "n_requests": 0, "n_rows": 0, "n_errors": 0,
+            "error_rate": 0.0, "latency_ms": {"p50": None, "p95": None, "p99": None},
+            "throughput_rows_per_s": None, "anomaly_rate": None, "model_file_bytes": None, "memory_bytes": None,
+            "serving": False}

@@ -1,0 +1,213 @@
+"""registry.json: read both formats, migrate on the first write, update under the lock.
+
+Every read goes to the file (through a cache keyed by its stat), so a change made by another
+process on the same home is seen at the next call. Every write happens inside `update`, which holds
+the store's cross-process lock, re-reads the file, applies the change and replaces the file
+atomically. After each good write the same bytes are kept as `backups/registry.last-good.json`,
+so a registry damaged later (by hand, or by a disk fault) still leaves the operator a good copy.
+
+A registry that does not parse is never overwritten: `read` raises `RegistryCorruptError`,
+changing use cases refuse, and reading use cases fall back to `read_last_good`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from model_mcp.core.errors import RegistryCorruptError
+from model_mcp.core.schemas import RegistryEntry
+from model_mcp.core.store import Store, atomic_write_bytes, storage_error
+from model_mcp.logs import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+# Statuses an old registry may use, mapped to the contract's; anything else becomes `imported`
+# (registered, not yet validated) with the original kept in `legacy_status`.
+_OLD_STATUS = {"active": "deployed", "deployed": "deployed", "inactive": "available", "available": "available",
+               "ready": "available", "failed": "failed", "archived": "archived", "imported": "imported"}
+
+
+@dataclass
+class Snapshot:
+    entries: dict[str, RegistryEntry] = field(default_factory=dict)
+    fmt: str = "empty"  # "new", "old" or "empty"
+
+    @property
+    def deployed(self) -> RegistryEntry | None:
+        return next((e for e in self.entries.values() if e.status == "deployed"), None)
+
+    def get(self, version: str) -> RegistryEntry | None:
+        return self.entries.get(version)
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache_key: tuple[int, int, int] | None = None
+        self._cache: Snapshot | None = None
+
+    # --- reading -----------------------------------------------------------------------------
+    def read(self) -> Snapshot:
+        path = self.store.registry_path
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return Snapshot()
+        with handle:
+            # Stat the open file, not the path: the key then always belongs to the bytes read.
+            stat = os.fstat(handle.fileno())
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if key == self._cache_key and self._cache is not None:
+                return _copy(self._cache)
+            raw = handle.read()
+        snapshot = parse_registry(raw)
+        self._cache_key, self._cache = key, snapshot
+        return _copy(snapshot)
+
+    def deployed_version(self) -> str | None:
+        """The deployed version, cheaply: one stat, and no copy while the file is unchanged.
+
+        On the predict path; raises RegistryCorruptError like `read`.
+        """
+        snapshot = self._cached_snapshot()
+        deployed = snapshot.deployed
+        return deployed.version if deployed is not None else None
+
+    def _cached_snapshot(self) -> Snapshot:
+        path = self.store.registry_path
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return Snapshot()
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if key != self._cache_key or self._cache is None:
+            self.read()
+        return self._cache if self._cache is not None else Snapshot()
+
+    def read_last_good(self) -> Snapshot:
+        """The last registry this server wrote successfully (for reading tools while the file is damaged)."""
+        backup = self.store.backups_dir / "registry.last-good.json"
+        try:
+            return parse_registry(backup.read_bytes())
+        except (FileNotFoundError, RegistryCorruptError):
+            return Snapshot()
+
+    # --- writing -----------------------------------------------------------------------------
+    def update(self, change: Callable[[Snapshot], T]) -> T:
+        """Apply `change` to a fresh read under the lock and write the result in the new format.
+
+        `change` mutates `snapshot.entries` in place and returns what the caller wants back. If it
+        raises, nothing is written.
+        """
+        with self.store.lock():
+            # A stat key can repeat for different content (ext4 reuses the inode freed by the
+            # previous replace; mtime ticks are ~4 ms), so under the lock always read the bytes.
+            self._cache_key = None
+            snapshot = self.read()
+            result = change(snapshot)
+            self._write(snapshot)
+            return result
+
+    def _write(self, snapshot: Snapshot) -> None:
+        path = self.store.registry_path
+        if snapshot.fmt == "old" and path.exists():
+            # Keep the old-format file beside the new one, once, before replacing it.
+            backup = path.with_name("registry.json.old-format.bak")
+            if not backup.exists():
+                try:
+                    shutil.copy2(path, backup)
+                except OSError as exc:
+                    raise storage_error(exc, "keeping a backup of the old registry") from exc
+        data = {version: entry.model_dump(mode="json", exclude_none=False) for version, entry in
+                snapshot.entries.items()}
+        raw = (json.dumps(data, indent=2) + "\n").encode()
+        atomic_write_bytes(path, raw)
+        try:
+            self.store.backups_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.store.backups_dir / "registry.last-good.json", raw)
+        except Exception:  # the backup is a convenience; the registry itself is written
+            log.warning("registry_backup_failed", exc_info=True)
+        stat = path.stat()
+        self._cache_key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        self._cache = Snapshot(entries=dict(snapshot.entries), fmt="new")
+        _copy_into(self._cache)
+
+
+def parse_registry(raw: bytes) -> Snapshot:
+    """Both formats; raises RegistryCorruptError with a sentence when the bytes are not a registry."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RegistryCorruptError(
+            f"registry.json does not parse ({str(exc)[:120]}). It was left as it is: repair or restore it "
+            "(a copy of the last good registry is in backups/registry.last-good.json), then restart."
+        ) from None
+    if not isinstance(data, dict):
+        raise RegistryCorruptError("registry.json must hold a JSON object. It was left as it is.")
+    if not data:
+        return Snapshot(fmt="new")
+    if isinstance(data.get("models"), list):
+        return _parse_old(data["models"])
+    entries: dict[str, RegistryEntry] = {}
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            raise RegistryCorruptError(f"registry.json entry {key!r} is not an object. It was left as it is.")
+        entries[key] = _entry(value, default_version=key)
+    return Snapshot(entries=entries, fmt="new")
+
+
+def _parse_old(items: list[Any]) -> Snapshot:
+    entries: dict[str, RegistryEntry] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("version"), str):
+            raise RegistryCorruptError(
+                f"registry.json (old format) item {index} has no version. It was left as it is."
+            )
+        item = dict(item)
+        status = item.get("status")
+        mapped = _OLD_STATUS.get(status if isinstance(status, str) else "", "imported")
+        if mapped != status:
+            item["legacy_status"] = status
+        item["status"] = mapped
+        item.setdefault("source", "manual")
+        entries[item["version"]] = _entry(item, default_version=item["version"])
+    # The contract allows one deployed version; an old registry with several keeps the first.
+    deployed = [v for v, e in entries.items() if e.status == "deployed"]
+    for version in deployed[1:]:
+        entries[version].status = "available"
+    return Snapshot(entries=entries, fmt="old")
+
+
+def _entry(value: dict[str, Any], *, default_version: str) -> RegistryEntry:
+    value = dict(value)
+    value.setdefault("version", default_version)
+    value.setdefault("path", f"models/{value['version']}")
+    if value.get("source") not in ("zip", "training_service", "manual"):
+        if "source" in value:
+            value["legacy_source"] = value["source"]
+        value["source"] = "manual"
+    try:
+        return RegistryEntry.model_validate(value)
+    except ValidationError as exc:
+        raise RegistryCorruptError(
+            f"registry.json entry {default_version!r} is not valid ({exc.errors()[0]['msg']}). It was left as it is."
+        ) from None
+
+
+def _copy(snapshot: Snapshot) -> Snapshot:
+    return Snapshot(entries={k: v.model_copy(deep=True) for k, v in snapshot.entries.items()}, fmt=snapshot.fmt)
+
+
+def _copy_into(snapshot: Snapshot) -> None:
+    snapshot.entries = {k: v.model_copy(deep=True) for k, v in snapshot.entries.items()}
+
+
+__all__ = ["Registry", "Snapshot", "parse_registry"]

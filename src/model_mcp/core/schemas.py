@@ -1,0 +1,357 @@
+"""Pydantic models: the package's JSON files, registry entries and every tool's answer.
+
+The package models (`Metadata`, `Manifest`) are strict: a number where a string belongs is a
+wrong type, not something to coerce, because a package is untrusted input. Unknown keys are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from model_mcp.core.errors import InvalidManifestError, InvalidMetadataError
+
+Status = Literal["imported", "available", "deployed", "failed", "archived"]
+Source = Literal["zip", "training_service", "manual"]
+CheckStatus = Literal["pass", "warn", "fail", "skip"]
+Number = StrictInt | StrictFloat
+SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """ISO-8601 to an aware UTC datetime; a time without a zone is taken as UTC."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- the package ---------------------------------------------------------------------------
+class FeatureProfile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    mean: Number | None = None
+    std: Number | None = None
+    min: Number | None = None
+    max: Number | None = None
+    quantiles: list[Number] | None = None
+
+    @field_validator("quantiles")
+    @classmethod
+    def _eleven_ascending(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return value
+        if len(value) != 11:
+            raise ValueError(f"must hold 11 numbers (0%, 10%, ..., 100%), not {len(value)}")
+        if any(not math.isfinite(v) for v in value):
+            raise ValueError("must hold finite numbers")
+        if any(b < a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("must be ascending")
+        return value
+
+
+class Metadata(BaseModel):
+    # `model_` names are the package's, not pydantic's.
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_name: StrictStr = Field(min_length=1)
+    created_at: StrictStr
+    model_type: StrictStr = Field(min_length=1)
+    feature_names: list[StrictStr] = Field(min_length=1)
+    version: StrictStr | None = None
+    framework: dict[str, Any] | None = None
+    training_info: dict[str, Any] | None = None
+    evaluation_metrics: dict[str, Number | None] | None = None
+    feature_profile: dict[str, FeatureProfile] | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        try:
+            parse_timestamp(value)
+        except (ValueError, OverflowError):  # "0001-01-01T00:00:00+01:00" overflows in UTC
+            raise ValueError("must be an ISO-8601 date and time, such as 2026-11-20T14:30:22Z") from None
+        return value
+
+    @field_validator("feature_names")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            if not name:
+                raise ValueError("must not contain an empty name")
+            if name in seen:
+                raise ValueError(f"names {name!r} twice")
+            seen.add(name)
+        return value
+
+    @property
+    def created(self) -> datetime:
+        return parse_timestamp(self.created_at)
+
+
+class ManifestFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sha256: StrictStr | None = None
+    size: StrictInt | None = Field(default=None, ge=0)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not SHA256_PATTERN.fullmatch(value):
+            raise ValueError("must be 64 hexadecimal characters")
+        return value.lower() if value else value
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    max_memory_mb: Number | None = Field(default=None, gt=0)
+    max_latency_ms: Number | None = Field(default=None, gt=0)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_version: StrictStr | None = None
+    files: dict[str, ManifestFile]
+    resources: Resources | None = None
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _bare_hex(cls, value: Any) -> Any:
+        # A bare hex string stands for {"sha256": "<hex>"}.
+        if isinstance(value, dict):
+            return {k: ({"sha256": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+
+# `Number` is StrictInt | StrictFloat: pydantic reports a wrong type once per branch, under a tag
+# that is not a key of the document (`f1_score.int`, `f1_score.float`); say it once, as the key.
+_NUMBER_BRANCHES = {("int", "int_type"), ("float", "float_type")}
+
+
+def _describe_errors(document: str, exc: ValidationError) -> str:
+    described: dict[str, None] = {}  # an ordered set of sentences
+    for error in exc.errors():
+        loc = error["loc"]
+        if len(loc) > 1 and (loc[-1], error["type"]) in _NUMBER_BRANCHES:
+            key = ".".join(str(p) for p in loc[:-1])
+            described[f"`{key}`: Input should be a number"] = None
+            continue
+        key = ".".join(str(p) for p in loc) or "(the document)"
+        if error["type"] == "missing":
+            described[f"`{key}` is required"] = None
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            described[f"`{key}`: {message}"] = None
+    parts = list(described)[:5]
+    more = len(described) - 5
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return f"{document} is not valid: " + "; ".join(parts) + suffix + "."
+
+
+def _load_json(document: str, raw: bytes, error: type[Exception]) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{document} is not readable JSON: {str(exc)[:200]}.") from None
+    if not isinstance(value, dict):
+        raise error(f"{document} must hold a JSON object, not {type(value).__name__}.")
+    return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    # `1e400` would otherwise become inf, the value `_refuse_constant` refuses as `Infinity`.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return value
+
+
+def parse_metadata(raw: bytes) -> Metadata:
+    data = _load_json("metadata.json", raw, InvalidMetadataError)
+    try:
+        return Metadata.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidMetadataError(_describe_errors("metadata.json", exc)) from None
+
+
+def parse_manifest(raw: bytes) -> Manifest:
+    data = _load_json("deployment_manifest.json", raw, InvalidManifestError)
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidManifestError(_describe_errors("deployment_manifest.json", exc)) from None
+
+
+# --- the registry ----------------------------------------------------------------------------
+class RegistryEntry(BaseModel):
+    """One version in registry.json. Unknown fields (from older registries or later versions) are kept."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    version: str
+    model_name: str | None = None
+    status: Status = "imported"
+    path: str
+    created_at: str | None = None
+    imported_at: str | None = None
+    source: Source = "manual"
+    deployed_at: str | None = None
+    quality_score: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") == "active":
+            data = {**data, "status": "deployed"}
+        return data
+
+
+# --- validation ------------------------------------------------------------------------------
+class Check(BaseModel):
+    name: str
+    status: CheckStatus
+    detail: str = Field(description="One sentence saying what was checked and what was found.")
+
+
+class ValidationSummary(BaseModel):
+    passed: bool
+    quality_score: float = Field(description="0-100; see the README for the formula.")
+    failed_checks: list[str]
+    warning_checks: list[str]
+    generated_at: str | None = None
+
+
+class ValidationReport(BaseModel):
+    version: str
+    passed: bool = Field(description="False when any check failed; warnings still pass.")
+    quality_score: float = Field(description="0-100; 100 minus the documented penalty per warning and failure.")
+    checks: list[Check]
+    recommendations: list[str]
+    risks: list[str]
+    generated_at: str
+    deep: bool = True
+    measurements: dict[str, float | int | None] = Field(default_factory=dict)
+
+    def summary(self) -> ValidationSummary:
+        return ValidationSummary(
+            passed=self.passed,
+            quality_score=self.quality_score,
+            failed_checks=[c.name for c in self.checks if c.status == "fail"],
+            warning_checks=[c.name for c in self.checks if c.status == "warn"],
+            generated_at=self.generated_at,
+        )
+
+
+# --- tool answers ----------------------------------------------------------------------------
+class ImportResult(BaseModel):
+    version: str
+    model_name: str
+    status: Status
+    already_present: bool = Field(description="True when the same package was imported before; nothing changed.")
+    warnings: list[str]
+    missing_optional_files: list[str]
+    extra_files: list[str]
+    validation: ValidationSummary | None
+    source: Source = "zip"
+    path: str | None = None
+
+
+class ListModelsResult(BaseModel):
+    models: list[dict[str, Any]] = Field(description="Registry entries, newest created_at first.")
+    deployed_version: str | None
+    total: int = Field(description="Entries matching the filters, before limit/offset.")
+    deployed_load_error: str | None = Field(
+        default=None, description="Why the deployed version could not be loaded at start, if it could not."
+    )
+
+
+class FileInfo(BaseModel):
+    sha256: str
+    size: int
+
+
+class GetModelResult(BaseModel):
+    entry: dict[str, Any]
+    metadata: dict[str, Any] | None
+    files: dict[str, FileInfo]
+    validation: ValidationSummary | None
+    deployments: list[dict[str, Any]]
+
+
+class DeployResult(BaseModel):
+    deployed_version: str
+    previous_version: str | None = Field(description="The version that served before this call, or null.")
+    load_ms: float = Field(description="Time to load model.joblib through the trusted loader.")
+    probe_ms: float | None = Field(description="Time of the functional probe (100 rows).")
+    validation: ValidationSummary
+    already_deployed: bool = Field(default=False, description="True when the version was already serving.")
+    rolled_back: bool = False
+
+
+class PredictResult(BaseModel):
+    model_version: str = Field(description="The one version that answered every row.")
+    request_id: str = Field(description="Pass it to record_feedback with the true labels.")
+    n_rows: int
+    labels: list[Any] = Field(description="-1 anomaly, 1 normal for outlier detectors.")
+    scores: list[float] | None = Field(description="decision_function (lower = more anomalous), else score_samples.")
+    is_anomaly: list[bool] | None
+    anomaly_count: int | None
+    latency_ms: float
+
+
+class LatencyFigures(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class Alert(BaseModel):
+    kind: Literal["feature_drift", "prediction_drift", "performance_drift", "concept_drift", "error_rate",
+                  "latency", "resource"]
+    severity: Literal["info", "warning", "critical"]
+    message: str = Field(description="What was seen and what to do about it.")
+
+
+class PerformanceReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    deployed_at: str | None
+    n_requests: int
+    n_rows: int
+    n_errors: int
+    error_rate: float
+    latency_ms: LatencyFigures
+    throughput_rows_per_s: float | None
+    anomaly_rate: float | None
+    model_file_bytes: int | None
+    memory_bytes: int | None
+    alerts: list[Alert]
+    serving: bool = Field(default=True, description="False when this version no longer serves.")

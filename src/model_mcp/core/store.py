@@ -1,0 +1,222 @@
+"""The home folder: where each thing lives, atomic writes, the cross-process lock, staging.
+
+Layout under the home (the contract fixes the first two; the rest is ours, see the README):
+
+    registry.json            the registry (source of truth for every version's state)
+    registry.json.lock       the lock file; never replaced, so every process locks the same inode
+    models/<version>/        one extracted package per version; never changed after import
+    reports/<version>.json   the latest validation report of each version
+    history.jsonl            the append-only audit trail
+    staging/                 imports in progress; anything here at start is a leftover and removed
+    backups/                 the old-format registry kept after migration, damaged registries
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from model_mcp.core.errors import InvalidVersionError, StorageError
+
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+_TMP_PREFIX = ".tmp-"
+
+
+def check_version_name(version: Any) -> str:
+    """The contract's version rule; every version that becomes a path passes here first."""
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+        shown = repr(version)[:80]
+        raise InvalidVersionError(
+            f"The version {shown} is not valid: use 1 to 64 ASCII letters, digits, '.', '_' or '-', "
+            "not starting with '.'."
+        )
+    return version
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync it, `os.replace` it in, fsync the folder.
+
+    A reader sees the old bytes or the new bytes, never a torn file; a crash leaves at most a
+    `.tmp-*` file behind, which `Store.clean_leftovers` removes at start.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise storage_error(exc, f"writing {path.name}") from exc
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def storage_error(exc: OSError, doing: str) -> StorageError:
+    """A sentence for a disk fault that names no path outside the home's own names."""
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "the filesystem is read-only",
+    }.get(exc.errno or 0, exc.strerror or "an I/O error")
+    return StorageError(f"The store could not finish {doing}: {reason}. Nothing was changed.")
+
+
+class Store:
+    """Paths under the home, plus the lock that serializes changes across threads and processes."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home).expanduser().absolute()
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+
+    # --- paths -----------------------------------------------------------------------------
+    @property
+    def registry_path(self) -> Path:
+        return self.home / "registry.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "registry.json.lock"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def history_path(self) -> Path:
+        return self.home / "history.jsonl"
+
+    def version_dir(self, version: str) -> Path:
+        return self.inside(self.models_dir, check_version_name(version))
+
+    def report_path(self, version: str) -> Path:
+        return self.inside(self.reports_dir, check_version_name(version) + ".json")
+
+    def resolve_entry_path(self, path: str) -> Path:
+        """A registry entry's `path`: relative to the home, or absolute as an old registry may have it."""
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.home / candidate
+
+    @staticmethod
+    def inside(base: Path, name: str) -> Path:
+        """`base/name`, refusing any name that would land outside `base` (the one path check)."""
+        target = (base / name).resolve()
+        base_resolved = base.resolve()
+        try:
+            target.relative_to(base_resolved)
+        except ValueError:
+            raise InvalidVersionError(f"The name {name!r} does not stay inside the store.") from None
+        if target == base_resolved:
+            raise InvalidVersionError(f"The name {name!r} is not a valid store name.")
+        return base / name
+
+    # --- setup -----------------------------------------------------------------------------
+    def ensure(self) -> None:
+        try:
+            for folder in (self.home, self.models_dir, self.reports_dir, self.staging_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            self.lock_path.touch(exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, "creating the home folder") from exc
+
+    def clean_leftovers(self) -> list[str]:
+        """Remove what a killed process left: staging folders and temp files of atomic writes."""
+        removed: list[str] = []
+        if self.staging_dir.is_dir():
+            for child in self.staging_dir.iterdir():
+                remove_tree(child)
+                removed.append(f"staging/{child.name}")
+        for folder in (self.home, self.reports_dir, self.backups_dir):
+            if folder.is_dir():
+                for child in folder.glob(_TMP_PREFIX + "*"):
+                    with contextlib.suppress(OSError):
+                        child.unlink()
+                        removed.append(child.name)
+        return removed
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh folder under staging/ that is removed whatever happens."""
+        try:
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="import-", dir=self.staging_dir))
+        except OSError as exc:
+            raise storage_error(exc, "creating a staging folder") from exc
+        try:
+            yield folder
+        finally:
+            remove_tree(folder)
+
+    # --- the lock --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive across threads (RLock) and processes (flock on a stable lock file); re-entrant."""
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                try:
+                    self.home.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    raise storage_error(exc, "opening the lock file") from exc
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+
+def remove_tree(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,548 @@
+"""Trusted-type loading of `model.joblib`.
+
+A pickle is a program: every global it names is imported and may be called. A model package
+comes from outside, so `model.joblib` is loaded by a restricted unpickler that resolves only an
+allowlist of exact `(module, qualname)` pairs, `TRUSTED_GLOBALS`: scikit-learn's estimators and
+the internal parts their pickles need, numpy's array reconstruction, a few scipy sparse classes,
+joblib's array wrapper, and the handful of builtins pickles use. Anything else answers
+`untrusted_model`, naming the global, before it is imported or called. Operators may trust more
+names through configuration (`Settings.trusted_globals`), never through the package.
+
+Why exact pairs and not packages: a package prefix lets in `numpy.load(..., allow_pickle=True)`,
+`numpy.save`, `joblib.load`, `numpy.ctypeslib.load_library` and friends, each a way to read or
+write files or run code. Why the check comes first: pickle resolves dotted names
+(`("sklearn", "os.system")` walks `sklearn.os.system`), so the pair is compared as written,
+before any `import`.
+
+How the allowlist is built (lazily, on first use, because importing scikit-learn takes a
+second): every class `sklearn.utils.all_estimators()` returns, under its defining module (minus
+the text vectorizers, which open files named in their input); every class defined in a few
+scikit-learn modules that hold estimator parts (losses, links, distance metrics, neighbor
+trees, Gaussian-process kernels), with their Cython unpickle helpers; a hand-written list of
+other parts found by dumping real models with joblib and recording every global their streams
+name (`tree._tree.Tree`, the histogram-boosting predictor, the MLP optimizers, `Bunch`); numpy's
+reconstruction functions under both spellings (`numpy._core` and `numpy.core`), its scalar types,
+its ufuncs (a `FunctionTransformer(np.log1p)` names `numpy.log1p`) and random generators.
+
+It plugs into joblib's own loading, so arrays, alignment and compression behave as in
+`joblib.load`: `_TrustedNumpyUnpickler` subclasses joblib's `NumpyUnpickler`. joblib stores an
+object array as a nested pickle stream inside the file; joblib 1.6 routes only that stream's
+`find_class` through the outer unpickler (not its other opcodes), older versions call
+`pickle.load` on it. Either way we read such arrays ourselves with the same restricted policy (`_RestrictedUnpickler`). Nothing in
+joblib is patched: every load builds its own unpicklers, so concurrent loads are independent.
+
+Beyond `find_class`:
+- opcodes that mutate an object (BUILD, APPEND(S), SETITEM(S), ADDITEMS) are refused when their
+  target is a class, a function, a module or a resolved global: `BUILD` with a slot state runs
+  `setattr`, which would otherwise let a pickle rewrite `IsolationForest.predict` or a trusted
+  function's `__defaults__` for every model in the process;
+- pickle extension codes (EXT1/2/4) are refused: they name globals through `copyreg`'s registry
+  and a process-wide cache that bypasses `find_class`;
+- persistent ids and out-of-band buffers are refused (`model_load_failed`);
+- joblib's pre-0.10 format (`ZF` prefix) and its `NDArrayWrapper` are refused: they read
+  companion files with `numpy.load`.
+
+Protocols: joblib dumps with the highest protocol, and 2 to 5 load. Protocol 0 and 1 pickle every
+plain object through `copyreg._reconstructor`, which is not trusted by default (it calls
+`base.__new__(cls, state)` and `base.__init__(obj, state)` for any `base` on the stack). An
+operator with such an old model can trust it (`copyreg:_reconstructor`). For protocols below 3,
+Python 2 names are mapped as pickle does (`__builtin__` -> `builtins`) before the check.
+`_codecs.encode`, which protocols 0 to 2 use for every `bytes` object, resolves to a stand-in
+that only performs the latin-1 encoding pickle writes.
+
+Residual risks (not closed here):
+- trusted constructors placed earlier in the stream run before an untrusted name is refused;
+  they are estimator or numpy constructors, but a crafted stream can make them allocate: a
+  compressed `model.joblib` can inflate far beyond its size, and a wrapper or `ndarray` with a
+  huge shape allocates lazily. Memory limits belong to the process running the load;
+- a trusted class runs its own `__setstate__` / `__init__` with attacker-chosen state, and the
+  loaded estimator runs with attacker-chosen parameters at predict time (`n_jobs=-1` spawns
+  workers; a `FunctionTransformer` calls whichever trusted callable it holds). Only trusted
+  callables are reachable, but their combinations are not audited one by one;
+- builtin dtype singletons returned by `numpy.dtype(...)` receive `__setstate__`, as in every
+  legitimate numpy pickle; numpy keeps them unchanged in the versions tested;
+- names an operator adds are trusted as given.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import importlib
+import inspect
+import pickle
+import threading
+import types
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from model_mcp.core.errors import ModelLoadFailedError, ModelMcpError, UntrustedModelError
+
+__all__ = ["TRUSTED_GLOBALS", "check_trusted", "load_trusted"]
+
+# Built on first access (module `__getattr__` below): the full set of exact (module, qualname)
+# pairs the loader resolves without configuration.
+TRUSTED_GLOBALS: frozenset[tuple[str, str]]
+
+_Pair = tuple[str, str]
+
+# --- The allowlist ---------------------------------------------------------------------------
+
+# Hand-written parts, found by dumping real models (see the module docstring).
+_SKLEARN_PARTS: tuple[_Pair, ...] = (
+    ("sklearn.tree._tree", "Tree"),
+    ("sklearn.ensemble._hist_gradient_boosting.binning", "_BinMapper"),
+    ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
+    ("sklearn.neural_network._stochastic_optimizers", "AdamOptimizer"),
+    ("sklearn.neural_network._stochastic_optimizers", "SGDOptimizer"),
+    ("sklearn.utils._bunch", "Bunch"),
+)
+
+# Modules that hold only estimator parts (numeric code): every class they define is trusted,
+# with their `newObj` and Cython `__pyx_unpickle_*` helpers, which only call `cls.__new__`.
+_SKLEARN_PART_MODULES: tuple[str, ...] = (
+    "sklearn._loss.loss",
+    "sklearn._loss.link",
+    "sklearn._loss._loss",
+    "sklearn.linear_model._sgd_fast",
+    "sklearn.metrics._dist_metrics",
+    "sklearn.neighbors._kd_tree",
+    "sklearn.neighbors._ball_tree",
+    "sklearn.gaussian_process.kernels",
+)
+
+# Estimators left out on purpose: with `input="filename"` or `"file"` they open whatever their
+# input names, and an integer input is a file descriptor.
+_EXCLUDED_ESTIMATORS: frozenset[str] = frozenset(
+    {"CountVectorizer", "TfidfVectorizer", "HashingVectorizer"}
+)
+
+# numpy's reconstruction functions, under `numpy._core` (numpy >= 2, and 1.26's shim) and
+# `numpy.core` (older pickles).
+_NUMPY_RECONSTRUCTION: tuple[_Pair, ...] = tuple(
+    (f"numpy.{core}.{module}", name)
+    for core in ("_core", "core")
+    for module, name in (
+        ("multiarray", "_reconstruct"),
+        ("multiarray", "scalar"),
+        ("numeric", "_frombuffer"),
+    )
+) + (
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy", "matrix"),
+)
+
+# `numpy.void(n)` allocates n zeroed bytes at once; pickles name neither type (dtypes are
+# pickled as `numpy.dtype("V8")`, `numpy.dtype("S5")`).
+_EXCLUDED_NUMPY_SCALARS: frozenset[str] = frozenset({"void", "bytes_"})
+
+_NUMPY_RANDOM: tuple[_Pair, ...] = (
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._mt19937", "MT19937"),
+    ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random._pcg64", "PCG64DXSM"),
+    ("numpy.random._philox", "Philox"),
+    ("numpy.random._sfc64", "SFC64"),
+    ("numpy.random.bit_generator", "SeedSequence"),
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+    ("numpy.random.mtrand", "RandomState"),
+    ("numpy.random._generator", "Generator"),
+)
+
+# scipy.sparse formats an estimator may hold (support vectors fitted on sparse input). The
+# dictionary-of-keys format is left out: it pickles through `copyreg._reconstructor`.
+_SCIPY_SPARSE_NAMES: tuple[str, ...] = tuple(
+    f"{fmt}_{kind}" for fmt in ("csr", "csc", "coo", "bsr", "dia", "lil") for kind in ("matrix", "array")
+)
+
+_OTHER_TRUSTED: tuple[_Pair, ...] = (
+    # joblib's placeholder for an array stored after it in the file. Not its pre-0.10
+    # NDArrayWrapper / ZNDArrayWrapper, which load companion files.
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    # Builtin value types, named by pickles (slice, set before protocol 4, complex) and by
+    # estimator parameters (`dtype=float`). Not `bytes` / `bytearray` (`bytes(10**12)` allocates
+    # eagerly), not `type`, `getattr`, `eval`, `exec`, `compile`, `open`, `__import__`.
+    *(
+        ("builtins", name)
+        for name in ("slice", "set", "frozenset", "complex", "object", "int", "float", "bool", "str",
+                     "list", "dict", "tuple")
+    ),
+    ("collections", "OrderedDict"),
+    # Protocols 0-2 write every bytes object as `_codecs.encode(text, "latin1")`; resolved to
+    # `_latin1_encode` below.
+    ("_codecs", "encode"),
+)
+
+
+def _defined_in(module: types.ModuleType, predicate: Any) -> Iterator[_Pair]:
+    """Exact pairs for the objects a module defines itself and `predicate` accepts."""
+    for name, obj in sorted(vars(module).items()):
+        if getattr(obj, "__module__", None) == module.__name__ and predicate(name, obj):
+            yield module.__name__, name
+
+
+def _sklearn_estimators() -> Iterator[_Pair]:
+    from sklearn.utils import all_estimators
+
+    for name, cls in all_estimators():
+        if name not in _EXCLUDED_ESTIMATORS:
+            yield cls.__module__, cls.__qualname__
+
+
+def _sklearn_parts() -> Iterator[_Pair]:
+    yield from _SKLEARN_PARTS
+    for module_name in _SKLEARN_PART_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # another scikit-learn version: its pickles name other modules
+            continue
+        yield from _defined_in(
+            module,
+            lambda name, obj: inspect.isclass(obj) or name == "newObj" or name.startswith("__pyx_unpickle_"),
+        )
+
+
+def _numpy_names() -> Iterator[_Pair]:
+    import numpy as np
+
+    yield from _NUMPY_RECONSTRUCTION
+    yield from _NUMPY_RANDOM
+    for scalar_type in set(np.sctypeDict.values()):
+        name = scalar_type.__qualname__
+        if getattr(np, name, None) is scalar_type and name not in _EXCLUDED_NUMPY_SCALARS:
+            yield "numpy", name
+    for name, obj in vars(np).items():
+        if isinstance(obj, np.ufunc):
+            yield "numpy", name
+
+
+def _scipy_names() -> Iterator[_Pair]:
+    import scipy.sparse
+
+    for name in _SCIPY_SPARSE_NAMES:
+        cls = getattr(scipy.sparse, name, None)
+        if inspect.isclass(cls):
+            yield cls.__module__, cls.__qualname__
+
+
+def _build_trusted_globals() -> frozenset[_Pair]:
+    pairs: set[_Pair] = set(_OTHER_TRUSTED)
+    for source in (_sklearn_estimators, _sklearn_parts, _numpy_names, _scipy_names):
+        pairs.update(source())
+    return frozenset(pairs)
+
+
+_trusted_lock = threading.Lock()
+_trusted_cache: frozenset[_Pair] | None = None
+
+
+def _default_trusted() -> frozenset[_Pair]:
+    global _trusted_cache
+    if _trusted_cache is None:
+        with _trusted_lock:
+            if _trusted_cache is None:
+                _trusted_cache = _build_trusted_globals()
+    return _trusted_cache
+
+
+def __getattr__(name: str) -> Any:
+    """Build `TRUSTED_GLOBALS` on first access, so importing this module stays cheap."""
+    if name == "TRUSTED_GLOBALS":
+        return _default_trusted()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- Checking and resolving names ------------------------------------------------------------
+
+
+def _shown(module: str, name: str) -> str:
+    """The global as `module.name`, safe to print (a hostile pickle chooses these strings)."""
+    text = f"{module}.{name}"
+    if text.isprintable() and len(text) <= 200:
+        return text
+    return repr(text)[:200] + "..."
+
+
+def _untrusted(module: str, name: str) -> UntrustedModelError:
+    shown = _shown(module, name)
+    hint = f"{module}:{name}" if f"{module}:{name}".isprintable() and len(shown) <= 200 else "module:name"
+    return UntrustedModelError(
+        f"The model file refers to `{shown}`, which is not a trusted type or function, so it was not "
+        "loaded; nothing outside the trusted set was imported or run. If the model comes from a "
+        f"source you trust and `{shown}` is harmless, an operator can trust it by adding "
+        f"`{hint}` to MODEL_MCP_TRUSTED_GLOBALS."
+    )
+
+
+def _normalize_extra(extra_trusted: Iterable[Any]) -> frozenset[_Pair]:
+    pairs: set[_Pair] = set()
+    for item in extra_trusted:
+        if (
+            isinstance(item, (tuple, list))
+            and len(item) == 2
+            and all(isinstance(part, str) and part for part in item)
+        ):
+            pairs.add((item[0], item[1]))
+        else:
+            raise ModelLoadFailedError(
+                f"The configured trusted name {item!r} is not a (module, name) pair; fix "
+                "MODEL_MCP_TRUSTED_GLOBALS (entries look like `module:name`)."
+            )
+    return frozenset(pairs)
+
+
+def check_trusted(module: str, name: str, extra_trusted: Iterable[_Pair] = ()) -> None:
+    """Raise `UntrustedModelError` unless `(module, name)` is trusted, exactly as written."""
+    if (module, name) in _default_trusted():
+        return
+    if (module, name) in _normalize_extra(extra_trusted):
+        return
+    raise _untrusted(module, name)
+
+
+def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """Stand-in for `_codecs.encode`: only the latin-1 encoding that pickle writes for bytes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError("`_codecs.encode` is only trusted for pickle's latin-1 bytes")
+    return text.encode("latin-1")
+
+
+_SUBSTITUTES: dict[_Pair, Any] = {("_codecs", "encode"): _latin1_encode}
+
+
+def _resolve(module: str, name: str) -> Any:
+    """Import an already-checked global, walking a dotted qualname attribute by attribute."""
+    if (module, name) in _SUBSTITUTES:
+        return _SUBSTITUTES[(module, name)]
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# --- The unpicklers --------------------------------------------------------------------------
+
+
+class _RestrictedPolicy:
+    """What both unpicklers share: the name check, and refusals of the other ways in.
+
+    Mixed into a `pickle._Unpickler` subclass (the pure-Python one, whose opcode table can be
+    extended); `_install` puts the guarded opcodes into that subclass's own table.
+    """
+
+    stack: list[Any]
+    metastack: list[list[Any]]
+    proto: int
+    _trusted: frozenset[_Pair]
+    _resolved_ids: set[int]
+
+    def _init_policy(self, trusted: frozenset[_Pair]) -> None:
+        self._trusted = trusted
+        # Ids of the globals this load resolved; the objects live in their modules, so the
+        # ids stay valid for the whole load.
+        self._resolved_ids = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise pickle.UnpicklingError("a global's module and name must be strings")
+        if self.proto < 3:  # Python 2 names, mapped as pickle's fix_imports does
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+        if (module, name) not in self._trusted:
+            raise _untrusted(module, name)
+        obj = _resolve(module, name)
+        self._resolved_ids.add(id(obj))
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("the model file uses a persistent id, which is never resolved")
+
+    def _guard_target(self, target: Any) -> None:
+        """Refuse to mutate a class, function, module or resolved global (shared state)."""
+        if (
+            id(target) in self._resolved_ids
+            or isinstance(target, (type, types.ModuleType))
+            or inspect.isroutine(target)
+        ):
+            module = getattr(target, "__module__", None) or type(target).__module__
+            name = getattr(target, "__qualname__", None) or type(target).__qualname__
+            raise UntrustedModelError(
+                f"The model file tries to change `{_shown(str(module), str(name))}` itself (a "
+                "class, function or module every model shares), so it was not loaded; nothing "
+                "outside the trusted set was imported or run."
+            )
+
+    def _mark_target(self) -> Any:
+        """The object below the topmost MARK: the target of APPENDS, SETITEMS and ADDITEMS."""
+        return self.metastack[-1][-1]
+
+    def _load_build_guarded(self) -> None:
+        self._guard_target(self.stack[-2])
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    def _load_append(self) -> None:
+        self._guard_target(self.stack[-2])
+        pickle._Unpickler.load_append(self)  # type: ignore[attr-defined]
+
+    def _load_appends(self) -> None:
+        self._guard_target(self._mark_target())
+        pickle._Unpickler.load_appends(self)  # type: ignore[attr-defined]
+
+    def _load_setitem(self) -> None:
+        self._guard_target(self.stack[-3])
+        pickle._Unpickler.load_setitem(self)  # type: ignore[attr-defined]
+
+    def _load_setitems(self) -> None:
+        self._guard_target(self._mark_target())
+        pickle._Unpickler.load_setitems(self)  # type: ignore[attr-defined]
+
+    def _load_additems(self) -> None:
+        self._guard_target(self._mark_target())
+        pickle._Unpickler.load_additems(self)  # type: ignore[attr-defined]
+
+    def _load_ext(self) -> None:
+        raise UntrustedModelError(
+            "The model file names a global through a pickle extension code, which is never "
+            "trusted, so it was not loaded; nothing outside the trusted set was imported or run."
+        )
+
+    @classmethod
+    def _install(cls, dispatch: dict[int, Any], build: Any) -> dict[int, Any]:
+        table = dict(dispatch)
+        table[pickle.BUILD[0]] = build
+        table[pickle.APPEND[0]] = cls._load_append
+        table[pickle.APPENDS[0]] = cls._load_appends
+        table[pickle.SETITEM[0]] = cls._load_setitem
+        table[pickle.SETITEMS[0]] = cls._load_setitems
+        table[pickle.ADDITEMS[0]] = cls._load_additems
+        for opcode in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+            table[opcode[0]] = cls._load_ext
+        return table
+
+
+class _RestrictedUnpickler(_RestrictedPolicy, pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """A plain pickle stream under the policy: joblib's nested object-array streams."""
+
+    def __init__(self, file: Any, trusted: frozenset[_Pair]) -> None:
+        pickle._Unpickler.__init__(self, file)  # type: ignore[attr-defined]
+        self._init_policy(trusted)
+
+    dispatch = _RestrictedPolicy._install(
+        pickle._Unpickler.dispatch,  # type: ignore[attr-defined]
+        _RestrictedPolicy._load_build_guarded,
+    )
+
+
+def _joblib_unpickler_class() -> type:
+    """The joblib-backed unpickler, defined on first use so importing this module is cheap."""
+    from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
+
+    class _TrustedNumpyUnpickler(_RestrictedPolicy, NumpyUnpickler):
+        """joblib's unpickler (arrays stored after their wrapper, compression) under the policy."""
+
+        def __init__(self, filename: str, file_handle: Any, trusted: frozenset[_Pair]) -> None:
+            NumpyUnpickler.__init__(self, filename, file_handle, True, mmap_mode=None)
+            self._init_policy(trusted)
+
+        def _load_build_array(self) -> None:
+            """BUILD, then swap a NumpyArrayWrapper for the array stored after it."""
+            self._load_build_guarded()
+            if type(self.stack[-1]) is NumpyArrayWrapper:
+                self.stack[-1] = self._read_array(self.stack[-1])
+
+        def _read_array(self, wrapper: Any) -> Any:
+            np = self.np
+            dtype, shape = getattr(wrapper, "dtype", None), getattr(wrapper, "shape", None)
+            if not isinstance(dtype, np.dtype) or not (
+                isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
+            ):
+                raise pickle.UnpicklingError("a stored array has an invalid dtype or shape")
+            if getattr(wrapper, "order", None) not in ("C", "F"):
+                raise pickle.UnpicklingError("a stored array has an invalid order")
+            if not dtype.hasobject:
+                # Raw bytes read by joblib's own code (alignment padding, byte order).
+                return wrapper.read(self, self.ensure_native_byte_order)
+            # Objects: a nested pickle stream, read under the same policy (never pickle.load).
+            array = _RestrictedUnpickler(self.file_handle, self._trusted).load()
+            if not isinstance(array, np.ndarray):
+                raise pickle.UnpicklingError("a stored object array did not hold an array")
+            return array
+
+        dispatch = _RestrictedPolicy._install(NumpyUnpickler.dispatch, _load_build_array)
+
+    return _TrustedNumpyUnpickler
+
+
+_unpickler_class: type | None = None
+
+
+def _trusted_numpy_unpickler() -> type:
+    global _unpickler_class
+    if _unpickler_class is None:
+        with _trusted_lock:
+            if _unpickler_class is None:
+                _unpickler_class = _joblib_unpickler_class()
+    return _unpickler_class
+
+
+# --- Loading ---------------------------------------------------------------------------------
+
+# joblib's format before 0.10 starts with this; it loads arrays from companion files.
+_JOBLIB_COMPAT_PREFIX = b"ZF"
+
+
+def _load(path: Path, trusted: frozenset[_Pair]) -> Any:
+    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
+
+    with open(path, "rb") as raw:
+        head = raw.read(len(_JOBLIB_COMPAT_PREFIX))
+        raw.seek(0)
+        if head == _JOBLIB_COMPAT_PREFIX:
+            raise ModelLoadFailedError(
+                "The model file uses joblib's format from before version 0.10, which is not "
+                "supported; save the model again with a current joblib."
+            )
+        # joblib picks the decompressor from the file's magic bytes, as joblib.load does.
+        with _validate_fileobject_and_memmap(raw, str(path), None) as (fobj, _):
+            if isinstance(fobj, str):  # the compat format, in case joblib's detection differs
+                raise ModelLoadFailedError("The model file uses joblib's unsupported pre-0.10 format.")
+            unpickler = _trusted_numpy_unpickler()(str(path), fobj, trusted)
+            return unpickler.load()
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror  # without the file name: no paths in answers
+    elif isinstance(exc, EOFError):
+        detail = "the file ends before the pickle does (truncated?)"
+    elif isinstance(exc, MemoryError):
+        detail = "it needs more memory than is available"
+    else:
+        detail = f"{type(exc).__name__}: {exc}"
+    if len(detail) > 300:
+        detail = detail[:300] + "..."
+    return detail
+
+
+def load_trusted(path: str | Path, extra_trusted: Iterable[_Pair] = ()) -> Any:
+    """Load a joblib file (compressed or not, or a plain pickle) resolving only trusted globals.
+
+    Raises `UntrustedModelError` naming `module.name` when the file refers to anything outside
+    `TRUSTED_GLOBALS` and `extra_trusted`, before that name is imported; `ModelLoadFailedError`
+    for anything else that goes wrong (missing or truncated file, not a pickle, a trusted
+    constructor that fails, out of memory). No other exception type escapes.
+    """
+    path = Path(path)
+    try:
+        trusted = _default_trusted() | _normalize_extra(extra_trusted)
+        return _load(path, trusted)
+    except ModelMcpError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes model_load_failed
+        raise ModelLoadFailedError(f"The model file could not be loaded: {_describe_failure(exc)}.") from exc
+

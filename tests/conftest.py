@@ -1,0 +1,94 @@
+"""Shared fixtures: a home in tmp_path, package builders, a manager and an in-memory MCP client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_mcp import samples
+from model_mcp.core.manager import ModelManager
+from model_mcp.settings import Settings
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def make_settings(home: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return Settings(home=overrides.pop("home", home), **overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def manager(settings: Settings) -> ModelManager:
+    m = ModelManager(settings)
+    m.start()
+    return m
+
+
+@pytest.fixture
+def packages(tmp_path: Path) -> Callable[..., Path]:
+    """Build a package on disk: `packages(fmt="zip", **package_files_kwargs)` -> its path."""
+    folder = tmp_path / "packages"
+    folder.mkdir()
+    counter = {"n": 0}
+
+    def build(fmt: str = "zip", name: str | None = None, **kwargs: Any) -> Path:
+        counter["n"] += 1
+        suffix = "" if fmt == "folder" else ".zip"
+        path = folder / f"{name or 'pkg' + str(counter['n'])}{suffix}"
+        return samples.build_package(path, fmt=fmt, **kwargs)
+
+    return build
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def store_state(home: Path) -> dict[str, Any]:
+    """What a failed call must not change: registry bytes, and every file under models/ and reports/."""
+    state: dict[str, Any] = {}
+    registry = home / "registry.json"
+    state["registry"] = registry.read_bytes() if registry.exists() else None
+    for folder in ("models", "reports"):
+        root = home / folder
+        listing = {}
+        if root.exists():
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(home).as_posix()
+                listing[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        state[folder] = listing
+    staging = home / "staging"
+    state["staging"] = sorted(os.listdir(staging)) if staging.exists() else []
+    return state
+
+
+@pytest.fixture
+async def client(manager: ModelManager) -> AsyncIterator[Any]:
+    from mcp import Client
+
+    from model_mcp.server import build_server
+
+    async with Client(build_server(manager)) as connected:
+        yield connected
