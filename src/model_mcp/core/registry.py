@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")
+_RACY_MARGIN_NS = 100_000_000  # 100 ms: far above any filesystem's mtime granularity
 
 # Statuses an old registry may use, mapped to the contract's; anything else becomes `imported`
 # (registered, not yet validated) with the original kept in `legacy_status`.
@@ -51,11 +53,29 @@ class Snapshot:
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._cache_key: tuple[int, int, int] | None = None
+        self._cache_key: tuple[int, ...] | None = None
         self._cache: Snapshot | None = None
+        self._cache_raw: bytes | None = None
+        self._cache_trusted = False
 
     # --- reading -----------------------------------------------------------------------------
     def read(self) -> Snapshot:
+        """A private copy of the registry as it is on disk now."""
+        return _copy(self._current())
+
+    def deployed_version(self) -> str | None:
+        """The deployed version, cheaply (no copy): on the predict path. Raises like `read`."""
+        deployed = self._current().deployed
+        return deployed.version if deployed is not None else None
+
+    def _current(self) -> Snapshot:
+        """The parsed registry, re-read only when the file may have changed.
+
+        A stat key (inode, mtime, size) can repeat for different content: ext4 reuses the inode
+        the previous replace freed, and mtime ticks are coarse (~4 ms). As git does with its index,
+        the key is trusted only when the file was already older than a safe margin when it was
+        read; otherwise the bytes are read again and compared.
+        """
         path = self.store.registry_path
         try:
             handle = open(path, "rb")  # noqa: SIM115 - closed below
@@ -64,33 +84,16 @@ class Registry:
         with handle:
             # Stat the open file, not the path: the key then always belongs to the bytes read.
             stat = os.fstat(handle.fileno())
-            key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            if key == self._cache_key and self._cache is not None:
-                return _copy(self._cache)
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_ctime_ns)
+            if key == self._cache_key and self._cache_trusted and self._cache is not None:
+                return self._cache
             raw = handle.read()
-        snapshot = parse_registry(raw)
-        self._cache_key, self._cache = key, snapshot
-        return _copy(snapshot)
-
-    def deployed_version(self) -> str | None:
-        """The deployed version, cheaply: one stat, and no copy while the file is unchanged.
-
-        On the predict path; raises RegistryCorruptError like `read`.
-        """
-        snapshot = self._cached_snapshot()
-        deployed = snapshot.deployed
-        return deployed.version if deployed is not None else None
-
-    def _cached_snapshot(self) -> Snapshot:
-        path = self.store.registry_path
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return Snapshot()
-        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if key != self._cache_key or self._cache is None:
-            self.read()
-        return self._cache if self._cache is not None else Snapshot()
+        if raw != self._cache_raw or self._cache is None:
+            self._cache = parse_registry(raw)
+            self._cache_raw = raw
+        self._cache_key = key
+        self._cache_trusted = time.time_ns() - stat.st_mtime_ns > _RACY_MARGIN_NS
+        return self._cache
 
     def read_last_good(self) -> Snapshot:
         """The last registry this server wrote successfully (for reading tools while the file is damaged)."""
@@ -108,9 +111,7 @@ class Registry:
         raises, nothing is written.
         """
         with self.store.lock():
-            # A stat key can repeat for different content (ext4 reuses the inode freed by the
-            # previous replace; mtime ticks are ~4 ms), so under the lock always read the bytes.
-            self._cache_key = None
+            self._cache_trusted = False  # under the lock, always look at the bytes themselves
             snapshot = self.read()
             result = change(snapshot)
             self._write(snapshot)
@@ -135,10 +136,9 @@ class Registry:
             atomic_write_bytes(self.store.backups_dir / "registry.last-good.json", raw)
         except Exception:  # the backup is a convenience; the registry itself is written
             log.warning("registry_backup_failed", exc_info=True)
-        stat = path.stat()
-        self._cache_key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        self._cache = Snapshot(entries=dict(snapshot.entries), fmt="new")
-        _copy_into(self._cache)
+        # What we wrote is what the next read will find; its stat key is taken then.
+        self._cache = _copy(Snapshot(entries=snapshot.entries, fmt="new"))
+        self._cache_raw, self._cache_key, self._cache_trusted = raw, None, False
 
 
 def parse_registry(raw: bytes) -> Snapshot:
@@ -161,6 +161,7 @@ def parse_registry(raw: bytes) -> Snapshot:
         if not isinstance(value, dict):
             raise RegistryCorruptError(f"registry.json entry {key!r} is not an object. It was left as it is.")
         entries[key] = _entry(value, default_version=key)
+    _one_deployed(entries)
     return Snapshot(entries=entries, fmt="new")
 
 
@@ -179,11 +180,17 @@ def _parse_old(items: list[Any]) -> Snapshot:
         item["status"] = mapped
         item.setdefault("source", "manual")
         entries[item["version"]] = _entry(item, default_version=item["version"])
-    # The contract allows one deployed version; an old registry with several keeps the first.
+    _one_deployed(entries)
+    return Snapshot(entries=entries, fmt="old")
+
+
+def _one_deployed(entries: dict[str, RegistryEntry]) -> None:
+    """The contract allows one deployed version; a registry edited by hand with several keeps the
+    first (the others become `available`, and the change is written with the next update)."""
     deployed = [v for v, e in entries.items() if e.status == "deployed"]
     for version in deployed[1:]:
+        log.warning("registry_several_deployed", kept=deployed[0], demoted=version)
         entries[version].status = "available"
-    return Snapshot(entries=entries, fmt="old")
 
 
 def _entry(value: dict[str, Any], *, default_version: str) -> RegistryEntry:
@@ -204,10 +211,6 @@ def _entry(value: dict[str, Any], *, default_version: str) -> RegistryEntry:
 
 def _copy(snapshot: Snapshot) -> Snapshot:
     return Snapshot(entries={k: v.model_copy(deep=True) for k, v in snapshot.entries.items()}, fmt=snapshot.fmt)
-
-
-def _copy_into(snapshot: Snapshot) -> None:
-    snapshot.entries = {k: v.model_copy(deep=True) for k, v in snapshot.entries.items()}
 
 
 __all__ = ["Registry", "Snapshot", "parse_registry"]

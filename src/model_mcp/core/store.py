@@ -57,8 +57,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     A reader sees the old bytes or the new bytes, never a torn file; a crash leaves at most a
     `.tmp-*` file behind, which `Store.clean_leftovers` removes at start.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
