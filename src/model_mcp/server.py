@@ -32,8 +32,11 @@ from model_mcp import __version__
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.schemas import (
+    DeleteResult,
     DeployResult,
+    DiscoverResult,
     GetModelResult,
+    HistoryResult,
     ImportResult,
     ListModelsResult,
     PerformanceReport,
@@ -282,11 +285,62 @@ def build_server(manager: ModelManager) -> MCPServer:
     async def performance_report(version: VersionArg = None) -> PerformanceReport:
         return await _call("performance_report", manager.performance_report, version=version)
 
+    # --- registry housekeeping and the audit trail ------------------------------------------------
+    if not read_only:
+
+        @server.tool(
+            title="Register hand-placed models",
+            description=(
+                "Find package folders placed by hand under the store's models/ folder that have no registry "
+                "entry, validate them like an import and register them with source `manual` under the version "
+                "their package gives. Broken folders are reported with the reason (the contract's error code) "
+                "and left untouched. Answers the registered versions and the problems."
+            ),
+            annotations=_changing(idempotent=True),
+        )
+        async def discover_models() -> DiscoverResult:
+            return await _call("discover_models", manager.discover_models)
+
+        @server.tool(
+            title="Delete a model version",
+            description=(
+                "Remove a registered version that is not deployed: its files under models/, its validation "
+                "report and its registry entry (recorded in the audit trail). The deployed version is refused "
+                "with [invalid_state]: deploy or roll back to another version first. This cannot be undone."
+            ),
+            annotations=_changing(idempotent=False, destructive=True),
+        )
+        async def delete_model(
+            version: Annotated[str, Field(description="The version to delete (see list_models).")],
+        ) -> DeleteResult:
+            return await _call("delete_model", manager.delete_model, version=version)
+
+    @server.tool(
+        title="Read the audit trail",
+        description=(
+            "The audit trail, newest first: imports, validations, deploys, rollbacks, deletes, discoveries and "
+            "transfers from the training service, each with time, event, version, outcome and detail. Refused "
+            "changes are recorded too (outcome `failed`). `kind`: deployments (deploys and rollbacks), "
+            "transfers, or all."
+        ),
+        annotations=READ_ONLY,
+    )
+    async def get_history(
+        kind: Annotated[Literal["deployments", "transfers", "all"], Field(description="Which events.")] = "all",
+        limit: Annotated[int, Field(ge=1, le=10_000, description="At most this many events.")] = 50,
+    ) -> HistoryResult:
+        return await _call("get_history", manager.get_history, kind=kind, limit=limit)
+
     # --- resources ---------------------------------------------------------------------------
     @server.resource("models://registry", name="registry", title="The model registry",
                      description="Every registered version, as list_models sees it.", mime_type="application/json")
     async def registry_resource() -> str:
         return await _read_resource("models://registry", manager.list_models)
+
+    @server.resource("models://history", name="history", title="The audit trail",
+                     description="The 100 most recent audit events, newest first.", mime_type="application/json")
+    async def history_resource() -> str:
+        return await _read_resource("models://history", manager.get_history, kind="all", limit=100)
 
     @server.resource("models://{version}", name="model", title="One model version",
                      description="A registry entry with its metadata and last validation summary.",

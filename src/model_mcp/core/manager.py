@@ -8,11 +8,13 @@ under the store's lock, with a journal file that lets the next start undo a publ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,25 @@ from model_mcp.core.errors import (
     VersionConflictError,
 )
 from model_mcp.core.history import History
-from model_mcp.core.package import FileDigest, PackageContents, inspect_package, package_fingerprint
+from model_mcp.core.package import (
+    FileDigest,
+    PackageContents,
+    copy_package_folder,
+    inspect_package,
+    package_fingerprint,
+)
 from model_mcp.core.registry import Registry, Snapshot
 from model_mcp.core.runtime import ResidentModel, Runtime
 from model_mcp.core.monitoring import operational_alerts
 from model_mcp.core.schemas import (
     Alert,
+    DeleteResult,
     DeployResult,
+    DiscoverResult,
+    DiscoveryProblem,
     FileInfo,
     GetModelResult,
+    HistoryResult,
     ImportResult,
     ListModelsResult,
     PerformanceReport,
@@ -93,6 +105,13 @@ class ModelManager:
         """Create the home, clean what a killed process left, finish or undo interrupted publishes."""
         self.store.ensure()
         with self.store.lock():
+            try:
+                self.registry.read()
+            except ModelMcpError as exc:
+                # Leave staging as it is too: an interrupted publish or delete is only safe to
+                # finish or undo against a registry we can read.
+                log.error("registry_damaged", reason=str(exc))
+                return
             self._recover_journal()
             removed = self.store.clean_leftovers()
         if removed:
@@ -128,7 +147,27 @@ class ModelManager:
         progress: Progress | None = None,
     ) -> ImportResult:
         self._require_writable("import_zip")
-        progress = progress or _no_progress
+        with self._audit_failure("import", origin=origin or filename or (Path(path).name if path else None),
+                                 source=source):
+            return self._import_zip(path=path, content_base64=content_base64, filename=filename, source=source,
+                                    origin=origin, progress=progress or _no_progress)
+
+    @contextlib.contextmanager
+    def _audit_failure(self, event: str, *, version: str | None = None, **extra: Any) -> Iterator[None]:
+        """Record a refused change in the audit trail (the one trace a failed call leaves), then re-raise."""
+        try:
+            yield
+        except ModelMcpError as exc:
+            if exc.code not in ("read_only",):
+                try:
+                    self.history.record(event, version=version, outcome="failed",
+                                        detail=f"[{exc.code}] {exc}", **{k: v for k, v in extra.items() if v})
+                except ModelMcpError:
+                    log.warning("audit_not_recorded", event=event, exc_info=True)
+            raise
+
+    def _import_zip(self, *, path: str | None, content_base64: str | None, filename: str | None, source: str,
+                    origin: str | None, progress: Progress) -> ImportResult:
         if (path is None) == (content_base64 is None):
             raise InvalidInputError("Give exactly one of `path` (a .zip on the server's disk) or `content_base64`.")
         self.read_registry()  # a damaged registry refuses changes before any work
@@ -157,19 +196,17 @@ class ModelManager:
     def import_folder(self, folder: Path, *, source: str, origin: str | None = None,
                       progress: Progress | None = None) -> ImportResult:
         """Import a folder package (training service): copied into staging, then the same path."""
-        import shutil
-
         self._require_writable("import")
-        self.read_registry()
-        with self.store.staging() as stage:
+        with self._audit_failure("import", origin=origin or folder.name, source=source), \
+                self.store.staging() as stage:
+            self.read_registry()
             package_dir = stage / "package"
             try:
-                shutil.copytree(folder, package_dir, symlinks=True)
+                digests = copy_package_folder(folder, package_dir, max_files=self.limits.max_members,
+                                              max_total_bytes=self.limits.max_unpacked_bytes)
             except OSError as exc:
                 raise storage_error(exc, "copying the package into staging") from exc
-            for link in [p for p in package_dir.rglob("*") if p.is_symlink()]:
-                link.unlink()  # a link in a package is never followed
-            return self._import_staged(package_dir, None, source=source, origin=origin or folder.name,
+            return self._import_staged(package_dir, digests, source=source, origin=origin or folder.name,
                                        progress=progress or _no_progress, extra_warnings=[])
 
     def _import_staged(self, package_dir: Path, digests: dict[str, FileDigest] | None, *, source: str,
@@ -294,10 +331,20 @@ class ModelManager:
     def _recover_journal(self) -> None:
         if not self.store.staging_dir.is_dir():
             return
-        try:
-            snapshot = self.registry.read()
-        except Exception:
-            return  # a damaged registry: leave everything for the operator
+        snapshot = self.registry.read()
+        for journal in self.store.staging_dir.glob("delete-*.json"):
+            try:
+                data = json.loads(journal.read_text())
+                version = check_version_name(data["version"])
+                folder = self.store.resolve_entry_path(data["folder"])
+            except Exception:
+                journal.unlink(missing_ok=True)
+                continue
+            trash = self.store.staging_dir / f"trash-{version}"
+            if version in snapshot.entries and trash.is_dir() and not folder.exists():
+                log.warning("undo_interrupted_delete", version=version)
+                os.rename(trash, folder)
+            journal.unlink(missing_ok=True)
         for journal in self.store.staging_dir.glob("publish-*.json"):
             try:
                 data = json.loads(journal.read_text())
@@ -711,6 +758,162 @@ class ModelManager:
                 f"The deployed version {target} could not be loaded at start ({error['message']}); nothing "
                 "serves. Deploy or roll back to a version that validates.")))
         return PerformanceReport(alerts=alerts, **figures)
+
+    # --- hand-placed models --------------------------------------------------------------------
+    def discover_models(self) -> DiscoverResult:
+        """Register folders placed by hand under models/ (source `manual`), validated like an import.
+
+        A folder's version is the one its package gives (not its folder name); its `path` is the
+        folder as placed. Broken folders are reported with the code of the first failing check and
+        left exactly as they are.
+        """
+        self._require_writable("discover_models")
+        snapshot = self.read_registry()
+        known_paths = {self.store.resolve_entry_path(e.path).resolve() for e in snapshot.entries.values()}
+        registered: list[str] = []
+        problems: list[DiscoveryProblem] = []
+        if not self.store.models_dir.is_dir():
+            return DiscoverResult(registered=[], problems=[])
+        for folder in sorted(self.store.models_dir.iterdir()):
+            if folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir():
+                continue
+            if folder.resolve() in known_paths:
+                continue
+            try:
+                version = self._register_manual(folder)
+            except ModelMcpError as exc:
+                problems.append(DiscoveryProblem(folder=f"models/{folder.name}", code=exc.code, message=str(exc)))
+                continue
+            if version is not None:
+                registered.append(version)
+        return DiscoverResult(registered=registered, problems=problems)
+
+    def _register_manual(self, folder: Path) -> str | None:
+        contents = inspect_package(folder)
+        version = contents.version
+        estimator = load_trusted(contents.model_path, self.settings.trusted_pairs)
+        outcome = validate_package(folder, version=version, settings=self.settings, contents=contents,
+                                   estimator=estimator, digests=contents.files)
+        status = "available" if outcome.report.passed else "failed"
+        metadata = contents.metadata
+        entry = RegistryEntry(
+            version=version, model_name=metadata.model_name, status=status,  # type: ignore[arg-type]
+            path=f"models/{folder.name}", created_at=metadata.created_at, imported_at=utc_now(),
+            source="manual", quality_score=outcome.report.quality_score,
+        )
+        entry.model_type = metadata.model_type  # type: ignore[attr-defined]
+        entry.files = {n: {"sha256": d.sha256, "size": d.size}  # type: ignore[attr-defined]
+                       for n, d in sorted(contents.files.items())}
+        entry.validated_at = outcome.report.generated_at  # type: ignore[attr-defined]
+
+        def add(snap: Snapshot) -> bool:
+            if version in snap.entries:
+                same_folder = self.store.resolve_entry_path(snap.entries[version].path).resolve() == folder.resolve()
+                if same_folder:
+                    return False  # registered meanwhile (an import publishing this very folder)
+                raise VersionConflictError(
+                    f"models/{folder.name} holds version {version}, which is already registered at "
+                    f"{snap.entries[version].path}; rename or remove one of them."
+                )
+            snap.entries[version] = entry
+            return True
+
+        with self.store.lock():
+            if not self.registry.update(add):
+                return None
+            self.save_report(outcome.report)
+        self.history.record("discover", version=version, outcome="ok", source="manual",
+                            detail=f"Registered models/{folder.name} as {status} (quality "
+                                   f"{outcome.report.quality_score:.0f}).")
+        return version
+
+    def discover_in_background(self) -> threading.Thread | None:
+        """Discovery at start, off the start path (validation loads scikit-learn)."""
+        if self.settings.read_only:
+            return None
+
+        def run() -> None:
+            try:
+                result = self.discover_models()
+            except ModelMcpError as exc:
+                log.warning("discovery_skipped", code=exc.code, reason=str(exc))
+                return
+            except Exception:
+                log.error("discovery_crashed", exc_info=True)
+                return
+            if result.registered or result.problems:
+                log.info("discovered", registered=result.registered,
+                         problems=[p.model_dump() for p in result.problems])
+
+        thread = threading.Thread(target=run, name="discover", daemon=True)
+        thread.start()
+        return thread
+
+    # --- delete --------------------------------------------------------------------------------
+    def delete_model(self, *, version: str) -> DeleteResult:
+        self._require_writable("delete_model")
+        with self._audit_failure("delete", version=version if isinstance(version, str) else None):
+            return self._delete(version)
+
+    def _delete(self, version: str) -> DeleteResult:
+        """Remove a version that is not deployed: its files, its report and its entry.
+
+        The folder is first moved into staging/ (one rename), then the entry removed, then the
+        files deleted. A journal makes a crash in between safe: at start, a trashed folder whose
+        entry is still registered is moved back; one whose entry is gone is removed.
+        """
+        with self.store.lock():
+            snapshot = self.read_registry()
+            entry = self._entry_or_not_found(snapshot, version)
+            if entry.status == "deployed":
+                raise InvalidStateError(
+                    f"Version {version} is deployed; deploy or roll back to another version before deleting it."
+                )
+            folder = self.store.resolve_entry_path(entry.path)
+            inside_models = folder.resolve().parent == self.store.models_dir.resolve()
+            trash = self.store.staging_dir / f"trash-{version}"
+            journal = self.store.staging_dir / f"delete-{version}.json"
+            moved = False
+            if inside_models and folder.is_dir():
+                atomic_write_json(journal, {"version": version, "folder": entry.path})
+                try:
+                    os.rename(folder, trash)
+                except OSError as exc:
+                    journal.unlink(missing_ok=True)
+                    raise storage_error(exc, f"removing version {version}") from exc
+                moved = True
+
+            def remove(snap: Snapshot) -> None:
+                snap.entries.pop(version, None)
+
+            try:
+                self.registry.update(remove)
+            except BaseException:
+                if moved:
+                    os.rename(trash, folder)
+                    journal.unlink(missing_ok=True)
+                raise
+            remove_tree(trash)
+            self.report_path_for(version).unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
+        detail = f"Deleted {entry.path}." if moved else (
+            f"Removed the entry; its folder {entry.path} is outside models/ and was left in place.")
+        self.history.record("delete", version=version, outcome="ok", detail=detail)
+        return DeleteResult(version=version, deleted=True, files_removed=moved)
+
+    # --- history -------------------------------------------------------------------------------
+    def get_history(self, *, kind: str = "all", limit: int = 50) -> HistoryResult:
+        if kind not in ("deployments", "transfers", "all"):
+            raise InvalidInputError("`kind` must be deployments, transfers or all.")
+        if limit < 1 or limit > 10_000:
+            raise InvalidInputError("`limit` must be between 1 and 10000.")
+        events = self.history.events(kind=kind, limit=limit)  # type: ignore[arg-type]
+        return HistoryResult(events=[_public_event(e) for e in events])
+
+
+def _public_event(event: dict[str, Any]) -> dict[str, Any]:
+    base = {key: event.get(key) for key in ("at", "event", "version", "outcome", "detail")}
+    return {**base, **{k: v for k, v in event.items() if k not in base}}
 
 
 def _empty_summary() -> ValidationSummary:

@@ -135,3 +135,55 @@ def inspect_package(root: Path, digests: dict[str, FileDigest] | None = None) ->
 def package_fingerprint(files: dict[str, FileDigest]) -> dict[str, str]:
     """What makes two imports 'the same package': every file's sha256, however it was zipped."""
     return {name: digest.sha256 for name, digest in sorted(files.items())}
+
+
+def copy_package_folder(source: Path, dest: Path, *, max_files: int, max_total_bytes: int,
+                        max_depth: int = 8) -> dict[str, FileDigest]:
+    """Copy a folder package (untrusted: a training service's output) into staging, hashing as it goes.
+
+    Only regular files and folders are copied; links, devices and FIFOs are skipped (a FIFO would
+    block a naive copy forever), and the file count and total size are bounded like an archive's.
+    The digests are of the bytes actually copied, so a file still changing underneath fails the
+    manifest's hash check instead of being imported half-written.
+    """
+    import hashlib
+    import os
+    import stat as stat_module
+
+    from model_mcp.core.errors import ArchiveTooLargeError
+
+    digests: dict[str, FileDigest] = {}
+    total = 0
+    pending: list[tuple[Path, Path, int]] = [(source, dest, 0)]
+    dest.mkdir(parents=True, exist_ok=True)
+    while pending:
+        src_dir, dst_dir, depth = pending.pop()
+        with os.scandir(src_dir) as entries:
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                rel = Path(entry.path).relative_to(source).as_posix()
+                if stat_module.S_ISDIR(info.st_mode):
+                    if depth + 1 > max_depth:
+                        continue
+                    (dst_dir / entry.name).mkdir()
+                    pending.append((Path(entry.path), dst_dir / entry.name, depth + 1))
+                    continue
+                if not stat_module.S_ISREG(info.st_mode):
+                    continue  # links, devices, FIFOs, sockets: never followed or read
+                if len(digests) >= max_files:
+                    raise ArchiveTooLargeError(f"The package folder holds more than {max_files} files.")
+                digest = hashlib.sha256()
+                size = 0
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as reader, open(dst_dir / entry.name, "xb") as writer:
+                    while chunk := reader.read(1 << 20):
+                        size += len(chunk)
+                        total += len(chunk)
+                        if total > max_total_bytes:
+                            raise ArchiveTooLargeError(
+                                f"The package folder holds more than {max_total_bytes} bytes in all."
+                            )
+                        digest.update(chunk)
+                        writer.write(chunk)
+                digests[rel] = FileDigest(digest.hexdigest(), size)
+    return digests

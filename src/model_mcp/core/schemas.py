@@ -355,3 +355,24 @@ class PerformanceReport(BaseModel):
     memory_bytes: int | None
     alerts: list[Alert]
     serving: bool = Field(default=True, description="False when this version no longer serves.")
+
+
+class DiscoveryProblem(BaseModel):
+    folder: str
+    code: str
+    message: str
+
+
+class DiscoverResult(BaseModel):
+    registered: list[str] = Field(description="Versions registered by this call (source `manual`).")
+    problems: list[DiscoveryProblem] = Field(description="Folders not registered, with the reason; left in place.")
+
+
+class DeleteResult(BaseModel):
+    version: str
+    deleted: bool
+    files_removed: bool = Field(default=True, description="False when the folder was outside models/ and kept.")
+
+
+class HistoryResult(BaseModel):
+    events: list[dict[str, Any]] = Field(description="Audit events, newest first: at, event, version, outcome, detail.")
