@@ -13,6 +13,15 @@ def serve(settings: Settings) -> int:
     from model_mcp.core.manager import ModelManager
     from model_mcp.server import build_server
 
+    if settings.transport == "http":
+        # Checked before the store is touched: an unsafe binding must not even create the home.
+        from model_mcp.http_app import binding_refusal
+
+        refusal = binding_refusal(settings)
+        if refusal is not None:
+            log.error("http_refused", host=settings.host, port=settings.port, message=refusal)
+            return 2
+
     manager = ModelManager(settings)
     try:
         manager.start()
@@ -21,10 +30,13 @@ def serve(settings: Settings) -> int:
         return 2
     # Loaded in a thread: the server answers initialize meanwhile, and predicts wait for the load.
     manager.load_deployed_in_background()
+    # Folders placed by hand under models/ are validated and registered, also off the start path.
+    manager.discover_in_background()
     server = build_server(manager)
     log.info("serving", home=str(settings.home), transport=settings.transport, read_only=settings.read_only)
     if settings.transport == "http":
-        server.run("streamable-http", host=settings.host, port=settings.port)
-    else:
-        server.run("stdio")
+        from model_mcp.http_app import serve_http
+
+        return serve_http(server, settings)
+    server.run("stdio")
     return 0

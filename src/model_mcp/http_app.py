@@ -1,0 +1,258 @@
+"""Streamable HTTP: the SDK's app at `/mcp`, behind a bearer token and the SDK's Host/Origin checks.
+
+Why each layer is there:
+
+- Binding. 127.0.0.1 by default. Binding beyond loopback (0.0.0.0, a LAN address, a host name) is
+  refused unless a token is configured (`MODEL_MCP_TOKEN`): the tools import, deploy and delete
+  models, so an open port on a network must never answer anonymous callers.
+- Bearer token. When a token is configured, every HTTP request (any path, any method) must carry
+  `Authorization: Bearer <token>`; otherwise the answer is 401 with `WWW-Authenticate: Bearer`. The
+  comparison runs on SHA-256 digests with `hmac.compare_digest`, so neither the content nor the
+  length of the token leaks through timing. With no token on a loopback address no auth is asked:
+  only local processes can connect, and the Host/Origin checks below stop web pages (DNS
+  rebinding) from reaching it through a browser.
+- Host and Origin. The SDK validates them inside the transport (421 for a foreign Host, 403 for a
+  foreign Origin), but it turns that on by itself only for the names 127.0.0.1, localhost and ::1;
+  for any other binding it would be off. We always pass explicit settings:
+  * loopback binding: the bound address plus 127.0.0.1, localhost and [::1], any port (the SDK's
+    own defaults, extended to e.g. 127.0.0.2);
+  * any other binding: `<bound host>:<port>`, the loopback names at that port, this machine's host
+    name and fully-qualified name at that port, and the addresses those names resolve to. Origins
+    are the same entries as `http://...`. A client reaching the server under another name (a DNS
+    alias, a reverse proxy's name) gets 421: that needs an allowed-hosts setting (not there yet).
+  The token check runs first, so a request with a foreign Host and no token gets 401, and one with
+  the right token but a foreign Host still gets 421.
+- Request size. The SDK's default body limit (4 MiB) would refuse a `content_base64` upload long
+  before our own `max_upload_bytes` check could answer with `[archive_too_large]`; the limit here is
+  the base64 size of the largest allowed upload plus 1 MiB of JSON around it.
+
+The SDK's app keeps its lifespan (the session manager's task group): the token check is added as
+a middleware of that same Starlette app, and lifespan events pass through it untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import socket
+from mcp.server import MCPServer
+from mcp.types import INVALID_REQUEST
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from model_mcp.logs import get_logger
+from model_mcp.settings import Settings
+
+log = get_logger(__name__)
+
+MCP_PATH = "/mcp"
+MIB = 1024 * 1024
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+# uvicorn waits this long for open SSE streams on shutdown before closing them.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and the name `localhost`; False for wildcards and other names."""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def configured_token(settings: Settings) -> str | None:
+    """The token, or None when unset or empty (an empty token must not count as protection)."""
+    token = settings.token
+    return token if token else None
+
+
+def binding_refusal(settings: Settings) -> str | None:
+    """Why this HTTP binding must not start, or None when it may."""
+    if not is_loopback(settings.host) and configured_token(settings) is None:
+        return (f"refusing to serve HTTP on {settings.host}:{settings.port} without a token: binding beyond "
+                f"loopback requires MODEL_MCP_TOKEN (clients then send 'Authorization: Bearer <token>'); "
+                f"or bind to 127.0.0.1")
+    return None
+
+
+def _host_entry(name: str, port: int | None) -> str:
+    """A Host header value: IPv6 literals in brackets, with the port when given."""
+    shown = f"[{name}]" if ":" in name and not name.startswith("[") else name
+    return shown if port is None else f"{shown}:{port}"
+
+
+def _machine_names() -> list[str]:
+    """This machine's host names and the addresses they resolve to (what remote clients type)."""
+    names: list[str] = []
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name and name not in names:
+            names.append(name)
+    for name in list(names):
+        try:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            continue
+        for info in infos:
+            address = str(info[4][0]).split("%")[0]
+            if address not in names:
+                names.append(address)
+    return names
+
+
+def allowed_hosts(host: str, port: int) -> list[str]:
+    """Host header values the server answers to (see the module docstring for the rules)."""
+    entries: list[str] = []
+
+    def add(entry: str) -> None:
+        if entry not in entries:
+            entries.append(entry)
+
+    if is_loopback(host):
+        for name in (host.strip().strip("[]"), *LOOPBACK_NAMES):
+            add(f"{_host_entry(name, None)}:*")
+        return entries
+    bound = host.strip().strip("[]")
+    if bound:
+        add(_host_entry(bound, port))
+    for name in (*LOOPBACK_NAMES, *_machine_names()):
+        add(_host_entry(name, port))
+    if port == 80:  # browsers and httpx omit the default port from Host
+        for entry in list(entries):
+            add(entry.rsplit(":", 1)[0])
+    return entries
+
+
+def transport_security_for(host: str, port: int) -> TransportSecuritySettings:
+    """DNS-rebinding protection on, for every binding (the SDK would leave it off beyond loopback)."""
+    hosts = allowed_hosts(host, port)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts,
+        allowed_origins=[f"http://{entry}" for entry in hosts],
+    )
+
+
+def max_request_body_size(settings: Settings) -> int:
+    """Room for the largest allowed `content_base64` upload, so our own limit answers, not a 413."""
+    return (settings.max_upload_bytes + 2) // 3 * 4 + MIB
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
+
+
+class BearerTokenMiddleware:
+    """Refuse every HTTP request whose `Authorization: Bearer` token is missing or wrong.
+
+    A plain ASGI middleware: lifespan events pass through, so the SDK's session manager still
+    starts and stops with the app.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = _digest(token.encode("utf-8"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        reason = self._refusal(Headers(scope=scope).get("authorization"))
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        log.warning("http_unauthorized", reason=reason, path=scope.get("path"),
+                    client=client[0] if client else None)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await _unauthorized(reason)(scope, receive, send)
+
+    def _refusal(self, authorization: str | None) -> str | None:
+        """None when the token matches; else "missing" or "wrong"."""
+        if not authorization:
+            return "missing"
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return "missing"
+        # Headers arrive as latin-1 text: back to the raw bytes, which a UTF-8 token was sent as.
+        given = _digest(credentials.strip().encode("latin-1"))
+        return None if hmac.compare_digest(given, self._expected) else "wrong"
+
+
+def _unauthorized(reason: str) -> JSONResponse:
+    """401 with an RFC 6750 challenge and, like the SDK's own HTTP errors, a JSON-RPC error body.
+
+    The JSON-RPC body is what an MCP client surfaces to its user, so the reason reaches them. The
+    challenge names no error when no token came, and `invalid_token` when a wrong one did.
+    """
+    if reason == "missing":
+        challenge = 'Bearer realm="model-mcp"'
+        message = "Unauthorized: this server requires 'Authorization: Bearer <token>' (its MODEL_MCP_TOKEN)"
+    else:
+        challenge = 'Bearer realm="model-mcp", error="invalid_token"'
+        message = "Unauthorized: the bearer token is not the one this server is configured with"
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})
+
+
+def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
+    """The SDK's Streamable HTTP app at `/mcp`, with Host/Origin checks on and the token check around it.
+
+    Raises ValueError for a binding beyond loopback without a token (see `binding_refusal`).
+    """
+    refusal = binding_refusal(settings)
+    if refusal is not None:
+        raise ValueError(refusal)
+    security = transport_security_for(settings.host, settings.port)
+    log.info("http_allowed_hosts", allowed_hosts=security.allowed_hosts)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        transport_security=security,
+        max_request_body_size=max_request_body_size(settings),
+        host=settings.host,
+    )
+    token = configured_token(settings)
+    if token is not None:
+        app.add_middleware(BearerTokenMiddleware, token=token)
+    return app
+
+
+def serve_http(server: MCPServer, settings: Settings) -> int:
+    """Run uvicorn on the app until stopped; 2 when the binding is refused or the port can't be bound.
+
+    uvicorn's own logging config is skipped (`log_config=None`): its loggers then go to the root
+    handler, which writes JSON to stderr; uvicorn's default would print access lines to stdout.
+    """
+    import uvicorn
+
+    refusal = binding_refusal(settings)
+    if refusal is not None:
+        log.error("http_refused", host=settings.host, port=settings.port, message=refusal)
+        return 2
+    app = build_http_app(server, settings)
+    log.info("http_listening", url=f"http://{_host_entry(settings.host, settings.port)}{MCP_PATH}",
+             auth="bearer" if configured_token(settings) else "none (loopback only)")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit as exc:  # uvicorn exits 3 when the port is taken or startup fails
+        if exc.code not in (0, None):
+            log.error("http_start_failed", host=settings.host, port=settings.port, exit_code=exc.code)
+            return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
