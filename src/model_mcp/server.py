@@ -35,6 +35,8 @@ from model_mcp.core.schemas import (
     DeleteResult,
     DeployResult,
     DiscoverResult,
+    DriftReport,
+    FeedbackResult,
     GetModelResult,
     HistoryResult,
     ImportResult,
@@ -284,6 +286,48 @@ def build_server(manager: ModelManager) -> MCPServer:
     )
     async def performance_report(version: VersionArg = None) -> PerformanceReport:
         return await _call("performance_report", manager.performance_report, version=version)
+
+    # --- monitoring ----------------------------------------------------------------------------
+    @server.tool(
+        title="Drift report",
+        description=(
+            "Compare what the model sees now with what it was trained on. `current` defaults to the recent "
+            "predict inputs (the last `window` rows); `reference` defaults to the training feature_profile in "
+            "metadata.json, else the first inputs after deploy; either can be given as rows (lists in feature "
+            "order or objects keyed by name). Answers per-feature tests with p-values and effect sizes, the "
+            "drifted features and the dataset verdict, prediction drift (anomaly rate and score distribution), "
+            "performance and concept drift when record_feedback gave labels, and alerts with a severity and "
+            "what to do. [insufficient_data] when there are too few rows (under 30) to judge."
+        ),
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False),
+    )
+    async def drift_report(
+        version: VersionArg = None,
+        current: Annotated[Any, Field(description="Rows to judge instead of the recent predict inputs.")] = None,
+        reference: Annotated[Any, Field(description="Rows to compare with instead of the training profile.")] = None,
+        window: Annotated[int | None, Field(description="Use only the last N recent inputs.")] = None,
+    ) -> DriftReport:
+        return await _call("drift_report", manager.drift_report, version=version, current=current,
+                           reference=reference, window=window)
+
+    @server.tool(
+        title="Record ground truth for a prediction",
+        description=(
+            "Give the true labels (-1 anomaly, 1 normal, one per row) of an earlier predict call, named by its "
+            "request_id. drift_report then compares precision, recall and F1 on the labelled predictions with "
+            "the model's evaluation_metrics (performance drift) and reports concept drift when performance "
+            "drops while the inputs do not. Recording the same request again replaces its labels. "
+            "[not_found] for an unknown or expired request_id; [invalid_input] when the count differs."
+        ),
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False),
+    )
+    async def record_feedback(
+        request_id: Annotated[str, Field(description="The request_id a predict call answered.")],
+        labels: Annotated[Any, Field(description="One label per row of that request: -1 anomaly, 1 normal.")],
+    ) -> FeedbackResult:
+        return await _call("record_feedback", manager.record_feedback, request_id=request_id, labels=labels)
 
     # --- registry housekeeping and the audit trail ------------------------------------------------
     if not read_only:

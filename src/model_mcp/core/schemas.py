@@ -376,3 +376,31 @@ class DeleteResult(BaseModel):
 
 class HistoryResult(BaseModel):
     events: list[dict[str, Any]] = Field(description="Audit events, newest first: at, event, version, outcome, detail.")
+
+
+class FeedbackResult(BaseModel):
+    request_id: str
+    n_labels: int
+    n_labelled_total: int = Field(description="Labelled rows now held for this version (bounded).")
+    version: str
+
+
+class DriftReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    reference_source: str = Field(description="feature_profile, baseline_window or rows.")
+    n_reference: int
+    current_source: str = Field(description="recent_window or rows.")
+    n_current: int
+    features: list[dict[str, Any]] = Field(
+        description="Per feature: feature, test, statistic, p_value, drift_score, drifted, severity, detail."
+    )
+    drifted_features: list[str]
+    share_drifted: float
+    dataset_drift: bool
+    prediction_drift: dict[str, Any] | None
+    performance_drift: dict[str, Any] | None
+    concept_drift: dict[str, Any] | None
+    alerts: list[Alert]
+    generated_at: str
