@@ -43,6 +43,7 @@ from model_mcp.core.schemas import (
     ListModelsResult,
     PerformanceReport,
     PredictResult,
+    ScanResult,
     ValidationReport,
 )
 from model_mcp.logs import get_logger
@@ -328,6 +329,28 @@ def build_server(manager: ModelManager) -> MCPServer:
         labels: Annotated[Any, Field(description="One label per row of that request: -1 anomaly, 1 normal.")],
     ) -> FeedbackResult:
         return await _call("record_feedback", manager.record_feedback, request_id=request_id, labels=labels)
+
+    @server.tool(
+        title="Scan the training service's folder",
+        description=(
+            "List the model packages the training service left in its folder (folders or .zip files, up to "
+            "two levels down), newest created_at first: the version each would get, model name, created_at, "
+            "location, kind, whether it is complete (a package still being written is not) and already "
+            "imported, and problems found. With `import_latest`, import the newest complete package unless it "
+            "is already imported; with `import_versions`, import those versions. Imports go through the same "
+            "checks as import_zip, are registered with source `training_service` and recorded as transfers; "
+            "per-package failures are listed in `errors`. [training_service_unavailable] when no training "
+            "folder is configured or it cannot be read."
+        ),
+        annotations=_changing(idempotent=True),
+    )
+    async def scan_training_service(
+        ctx: Context,
+        import_latest: Annotated[bool, Field(description="Import the newest complete package.")] = False,
+        import_versions: Annotated[list[str], Field(description="Import the packages giving these versions.")] = [],  # noqa: B006
+    ) -> ScanResult:
+        return await _call("scan_training_service", manager.scan_training_service, import_latest=import_latest,
+                           import_versions=import_versions, progress=_ProgressRelay(ctx))
 
     # --- registry housekeeping and the audit trail ------------------------------------------------
     if not read_only:

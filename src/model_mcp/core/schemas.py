@@ -404,3 +404,20 @@ class DriftReport(BaseModel):
     concept_drift: dict[str, Any] | None
     alerts: list[Alert]
     generated_at: str
+
+
+class ScanError(BaseModel):
+    location: str | None = Field(description="The package's place in the training folder (null if none matched).")
+    code: str
+    message: str
+    version: str | None = None
+
+
+class ScanResult(BaseModel):
+    training_dir: str
+    packages: list[dict[str, Any]] = Field(
+        description="Newest first: version, model_name, created_at, location, kind (zip/folder), complete, "
+                    "already_imported, problems."
+    )
+    imported: list[str] = Field(description="Versions imported by this call.")
+    errors: list[ScanError] = Field(description="Imports that failed, with the contract's error code.")
