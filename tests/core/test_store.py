@@ -189,6 +189,12 @@ def test_clean_leftovers_removes_staging_and_temp_files_only(tmp_path: Path) -> 
     (store.backups_dir / "registry.last-good.json").write_bytes(b"{}")
     (store.models_dir / "v1").mkdir()
     (store.models_dir / "v1" / ".tmp-not-ours").write_bytes(b"package file")
+    # Temp files of a killed writer are old; a fresh one may belong to a live writer and stays.
+    old = time.time() - 3600
+    for leftover in (home / ".tmp-registry.json.k2j3", store.reports_dir / ".tmp-v1.json.zz",
+                     store.backups_dir / ".tmp-registry.last-good.json.q1"):
+        os.utime(leftover, (old, old))
+    (store.reports_dir / ".tmp-v2.json.fresh").write_bytes(b"being written")
 
     removed = store.clean_leftovers()
 
@@ -202,7 +208,7 @@ def test_clean_leftovers_removes_staging_and_temp_files_only(tmp_path: Path) -> 
     assert os.listdir(store.staging_dir) == []
     assert sorted(os.listdir(home)) == ["backups", "models", "registry.json", "registry.json.lock",
                                         "reports", "staging"]
-    assert os.listdir(store.reports_dir) == ["v1.json"]
+    assert sorted(os.listdir(store.reports_dir)) == [".tmp-v2.json.fresh", "v1.json"]
     assert os.listdir(store.backups_dir) == ["registry.last-good.json"]
     assert os.listdir(store.models_dir / "v1") == [".tmp-not-ours"]
     assert store.clean_leftovers() == []
@@ -382,3 +388,22 @@ def test_concurrent_updates_from_threads_lose_nothing(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(30)
     assert set(registry.read().entries) == {f"t{w}-{i}" for w in range(4) for i in range(25)}
+
+
+def test_clean_leftovers_keeps_the_staging_of_a_live_process(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    store.ensure()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (store.staging_dir / f"import-{live.pid}-abc").mkdir()
+        (store.staging_dir / f"import-{dead.pid}-def").mkdir()
+        (store.staging_dir / f"trash-{dead.pid}-v1").mkdir()
+        (store.staging_dir / "publish-v1.json").write_text("{}")
+        removed = store.clean_leftovers()
+        assert sorted(removed) == sorted([f"staging/import-{dead.pid}-def", f"staging/trash-{dead.pid}-v1"])
+        assert sorted(os.listdir(store.staging_dir)) == sorted([f"import-{live.pid}-abc", "publish-v1.json"])
+    finally:
+        live.kill()
+        live.wait()

@@ -123,7 +123,12 @@ class ModelManager:
 
     # --- start-up ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Create the home, clean what a killed process left, finish or undo interrupted publishes."""
+        """Create the home, clean what a killed process left, finish or undo interrupted publishes.
+
+        Read-only: nothing at all is written; the home is only read.
+        """
+        if self.settings.read_only:
+            return
         self.store.ensure()
         with self.store.lock():
             try:
@@ -361,7 +366,7 @@ class ModelManager:
             except Exception:
                 journal.unlink(missing_ok=True)
                 continue
-            trash = self.store.staging_dir / f"trash-{version}"
+            trash = self.store.inside(self.store.staging_dir, str(data.get("trash", f"trash-{version}")))
             if version in snapshot.entries and trash.is_dir() and not folder.exists():
                 log.warning("undo_interrupted_delete", version=version)
                 os.rename(trash, folder)
@@ -1095,11 +1100,11 @@ class ModelManager:
                 )
             folder = self.store.resolve_entry_path(entry.path)
             inside_models = folder.resolve().parent == self.store.models_dir.resolve()
-            trash = self.store.staging_dir / f"trash-{version}"
+            trash = self.store.staging_dir / f"trash-{os.getpid()}-{version}"
             journal = self.store.staging_dir / f"delete-{version}.json"
             moved = False
             if inside_models and folder.is_dir():
-                atomic_write_json(journal, {"version": version, "folder": entry.path})
+                atomic_write_json(journal, {"version": version, "folder": entry.path, "trash": trash.name})
                 try:
                     os.rename(folder, trash)
                 except OSError as exc:

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,18 +164,29 @@ class Store:
             raise storage_error(exc, "creating the home folder") from exc
 
     def clean_leftovers(self) -> list[str]:
-        """Remove what a killed process left: staging folders and temp files of atomic writes."""
+        """Remove what a killed process left: its staging folders and temp files of atomic writes.
+
+        Another live process may share this home (two MCP hosts): its staging folders carry its
+        pid and are kept while that process runs; temp files younger than a minute are kept too,
+        since a live writer may be about to rename them. Journals are handled by the manager first.
+        """
         removed: list[str] = []
         if self.staging_dir.is_dir():
             for child in self.staging_dir.iterdir():
+                if child.name.endswith(".json"):
+                    continue  # journals: the manager's recovery decides, under the lock
+                if _owner_alive(child.name):
+                    continue
                 remove_tree(child)
                 removed.append(f"staging/{child.name}")
+        cutoff = time.time() - 60
         for folder in (self.home, self.reports_dir, self.backups_dir):
             if folder.is_dir():
                 for child in folder.glob(_TMP_PREFIX + "*"):
                     with contextlib.suppress(OSError):
-                        child.unlink()
-                        removed.append(child.name)
+                        if child.stat().st_mtime < cutoff:
+                            child.unlink()
+                            removed.append(child.name)
         return removed
 
     @contextlib.contextmanager
@@ -182,7 +194,7 @@ class Store:
         """A fresh folder under staging/ that is removed whatever happens."""
         try:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix="import-", dir=self.staging_dir))
+            folder = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=self.staging_dir))
         except OSError as exc:
             raise storage_error(exc, "creating a staging folder") from exc
         try:
@@ -212,6 +224,23 @@ class Store:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
                     os.close(self._lock_fd)
                     self._lock_fd = None
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether a staging entry named `<kind>-<pid>-...` belongs to another process still running."""
+    parts = name.split("-", 2)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_tree(path: Path) -> None:
