@@ -50,6 +50,11 @@ class Settings(BaseModel):
     custom_script_timeout_s: float = 30.0
     custom_script_memory_mb: int = 1024
 
+    # The first load and predict of each model file run in a separate process (crash/hang containment).
+    isolated_probe: bool = True
+    probe_timeout_s: float = 60.0
+    probe_memory_mb: int = 4096
+
     # Quality thresholds (contract section 3, "Answers").
     min_f1: float = 0.6
     min_roc_auc: float = 0.6

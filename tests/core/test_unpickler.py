@@ -14,7 +14,9 @@ import pickle
 import random
 import struct
 import sys
+import tracemalloc
 import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -673,3 +675,257 @@ def test_allowlist_is_exact_pairs_of_classes_and_known_helpers() -> None:
             continue
         known = (module, name) in helpers or name == "newObj" or name.startswith("__pyx_unpickle_")
         assert known, (module, name)
+
+
+# --- The memory budget ---------------------------------------------------------------------
+#
+# Bombs are built the way an attacker would write them, without the test allocating what they
+# claim: a 1 GiB run of zeros is one compressed 1 MiB block repeated. Peaks are measured with
+# tracemalloc, which sees numpy's array buffers too.
+
+MIB = 1024 * 1024
+
+
+def _adler32_zeros(value: int, n: int) -> int:
+    """adler-32 continued over n zero bytes: `a` stays, `b` grows by n * a."""
+    a, b = value & 0xFFFF, value >> 16
+    return (((b + n * a) % 65521) << 16) | a
+
+
+def _zlib_file(path: Path, *parts: bytes | int) -> Path:
+    """A joblib `compress=` file (a zlib stream) of `parts`: bytes as given, an int n as n zeros.
+
+    A zero run is one compressed 1 MiB block written n / 1 MiB times: a full flush makes each
+    block stand alone, so 1 GiB of zeros is a 4.5 MB file that costs one block to build.
+    """
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate: header and trailer by hand
+    out, adler, block = [b"\x78\x01"], 1, b""
+    for part in parts:
+        if isinstance(part, bytes):
+            out.append(compressor.compress(part) + compressor.flush(zlib.Z_FULL_FLUSH))
+            adler = zlib.adler32(part, adler)
+        else:
+            assert part % MIB == 0
+            block = block or compressor.compress(bytes(MIB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+            out.append(block * (part // MIB))
+            adler = _adler32_zeros(adler, part)
+    out.append(compressor.flush() + struct.pack(">I", adler))
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def _wrapper_stream(n: int) -> tuple[bytes, bytes]:
+    """joblib's layout for n float64 values: the pickle through the wrapper's BUILD, and after.
+
+    joblib writes the array's bytes right after the BUILD that makes its `NumpyArrayWrapper`
+    (here without alignment padding, as joblib < 1.2 wrote it).
+    """
+    wrapper = NumpyArrayWrapper(
+        np.ndarray, (n,), "C", np.dtype("float64"), allow_mmap=False, numpy_array_alignment_bytes=None
+    )
+    stream = pickle.dumps(wrapper, protocol=2)
+    assert stream.endswith(b"b.")  # BUILD, STOP
+    return stream[:-1], stream[-1:]
+
+
+def _inline_stream(n: int) -> tuple[bytes, bytes]:
+    """`pickle.dumps(np.zeros(n), protocol=3)` without the data: the opcodes before and after it.
+
+    numpy pickles an array as `_reconstruct` and a `__setstate__` whose data is one BINBYTES.
+    """
+    small = pickle.dumps(np.zeros(32), protocol=3)  # 256 bytes: BINBYTES (SHORT_BINBYTES below)
+    shape, data = b"K\x20\x85", b"B" + struct.pack("<I", 256) + bytes(256)
+    assert small.count(shape) == 1 and small.count(data) == 1
+    head, tail = small.replace(shape, b"J" + struct.pack("<i", n) + b"\x85").split(data)
+    return head + b"B" + struct.pack("<I", 8 * n), tail
+
+
+def _over_budget(budget: int) -> str:
+    return (
+        f"model.joblib would unpack to more than {budget // MIB} MiB (the limit, "
+        "MODEL_MCP_MAX_UNPACKED_BYTES), so it was not loaded. If the model is genuine and this "
+        "large, an operator can raise MODEL_MCP_MAX_UNPACKED_BYTES."
+    )
+
+
+@pytest.fixture(scope="module")
+def warm_loader(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Build the allowlist and the unpickler first, so peaks measure the load alone."""
+    load_trusted(_write(tmp_path_factory.mktemp("warm"), pickle.dumps([1.5], protocol=4)))
+
+
+def _peak_of_refusal(path: Path, budget: int) -> int:
+    """Load under `budget`, expect the budget's refusal, and return the traced peak in bytes."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelLoadFailedError) as info:
+            load_trusted(path, max_bytes=budget)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.code == "model_load_failed"
+    assert str(info.value) == _over_budget(budget)
+    return peak
+
+
+def test_bomb_builders_write_files_that_load(tmp_path: Path) -> None:
+    """The builders below are honest: at a small size their files load to the zeros they claim."""
+    n = 2**18  # 2 MiB: two repeated blocks
+    head, tail = _wrapper_stream(n)
+    wrapped = load_trusted(_zlib_file(tmp_path / "wrapped.joblib", head, 8 * n, tail))
+    head, tail = _inline_stream(n)
+    inline = load_trusted(_zlib_file(tmp_path / "inline.joblib", head, 8 * n, tail))
+    for array in (wrapped, inline):
+        assert type(array) is np.ndarray and array.dtype == np.float64
+        np.testing.assert_array_equal(array, np.zeros(n))
+
+
+def test_a_compressed_array_bomb_is_refused_before_it_is_allocated(tmp_path: Path, warm_loader: None) -> None:
+    """A 4.5 MB model.joblib whose wrapper declares 1 GiB: refused at the header (it used to load)."""
+    n = 2**27
+    head, tail = _wrapper_stream(n)
+    path = _zlib_file(tmp_path / "model.joblib", head, 8 * n, tail)
+    assert path.stat().st_size < 5 * MIB
+    budget = 64 * MIB
+    peak = _peak_of_refusal(path, budget)
+    assert peak < 2 * budget
+    assert peak < budget // 4  # refused at the declared size, before numpy allocates anything
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_an_array_pickled_inline_is_bounded(tmp_path: Path, warm_loader: None, compressed: bool) -> None:
+    """A plain pickle of an ndarray: its data is read as one BINBYTES, cut at the budget."""
+    n = 2**27 if compressed else 2**20  # 1 GiB compressed; 8 MiB as a plain file
+    budget = 64 * MIB if compressed else 4 * MIB
+    head, tail = _inline_stream(n)
+    if compressed:
+        path = _zlib_file(tmp_path / "model.joblib", head, 8 * n, tail)
+    else:
+        path = _write(tmp_path, head + bytes(8 * n) + tail)
+    assert _peak_of_refusal(path, budget) < 2 * budget
+
+
+def test_a_length_announced_in_the_stream_is_not_read_past_the_budget(
+    tmp_path: Path, warm_loader: None
+) -> None:
+    """BINBYTES8 announcing 1 TiB over 256 MiB of compressed zeros: read up to the budget only.
+
+    (The budget is not tiny: joblib's zlib reader holds up to 8 MiB it has inflated ahead.)
+    """
+    path = _zlib_file(tmp_path / "model.joblib", b"\x80\x04\x8e" + struct.pack("<Q", 2**40), 256 * MIB)
+    budget = 32 * MIB
+    assert _peak_of_refusal(path, budget) < 2 * budget
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_a_real_model_loads_above_its_size_and_is_refused_below(
+    tmp_path: Path, warm_loader: None, compress: int
+) -> None:
+    """A StandardScaler over 2**17 features holds three 1 MiB arrays (mean_, var_, scale_)."""
+    rows = np.random.RandomState(0).normal(size=(4, 2**17))
+    scaler = StandardScaler().fit(rows)
+    path = tmp_path / "model.joblib"
+    joblib.dump(scaler, path, compress=compress)
+    loaded = load_trusted(path, max_bytes=16 * MIB)
+    np.testing.assert_array_equal(loaded.transform(rows), scaler.transform(rows))
+    _peak_of_refusal(path, 2 * MIB)
+
+
+def test_fixture_models_load_under_a_budget(
+    tmp_path: Path, warm_loader: None, models: dict[str, Any], probe: np.ndarray
+) -> None:
+    for kind, model in models.items():
+        path = tmp_path / f"{kind}.joblib"
+        joblib.dump(model, path, compress=3)
+        _assert_same_predictions(load_trusted(path, max_bytes=16 * MIB), model, probe)
+
+
+def test_object_arrays_in_joblib_nested_streams_share_the_budget(tmp_path: Path, warm_loader: None) -> None:
+    values = np.array([f"category-{i}" for i in range(100_000)], dtype=object)
+    path = tmp_path / "model.joblib"
+    joblib.dump({"values": values}, path, compress=3)
+    assert load_trusted(path, max_bytes=64 * MIB)["values"].tolist() == values.tolist()
+    assert _peak_of_refusal(path, 2 * MIB) < 4 * MIB
+
+
+def _ints(count: int) -> bytes:
+    return b"".join(b"J" + struct.pack("<i", i) for i in range(count))
+
+
+_OPCODE_BOMBS = {
+    # A one-byte opcode that makes a 216-byte set: 224 times its stream size when unchecked.
+    "empty_set": b"\x8f" * 100_000,
+    "empty_list": b"]" * 300_000,
+    "empty_dict": b"}" * 300_000,
+    "mark": b"(" * 300_000,
+    "memoized_lists": b"]\x94" * 300_000,
+    "short_strings": b"\x8c\x02ab" * 300_000,
+    "dict_items": b"}(" + b"".join(b"J" + struct.pack("<i", i) + b"N" for i in range(200_000)) + b"u",
+    "set_items": b"\x8f(" + _ints(200_000) + b"\x90",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_OPCODE_BOMBS))
+def test_a_stream_of_small_objects_stays_within_twice_the_budget(
+    tmp_path: Path, warm_loader: None, kind: str
+) -> None:
+    path = _write(tmp_path, b"\x80\x04" + _OPCODE_BOMBS[kind] + b".")
+    budget = 4 * MIB
+    assert _peak_of_refusal(path, budget) < 2 * budget
+
+
+def test_the_set_bomb_does_amplify_without_a_budget(tmp_path: Path, warm_loader: None) -> None:
+    """The measure above can fail: unbounded, the 100 KB set stream holds over 20 MB."""
+    path = _write(tmp_path, b"\x80\x04" + _OPCODE_BOMBS["empty_set"] + b".")
+    tracemalloc.start()
+    try:
+        assert load_trusted(path) == set()  # STOP returns the top of a stack of 100,000 sets
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak > 20 * MIB
+
+
+def _arrays_args(*arrays: np.ndarray) -> bytes:
+    return pickle.dumps(arrays, protocol=4)[2:-1]
+
+
+_CALL_BOMBS = {
+    "reconstruct": _stack_global("numpy._core.multiarray", "_reconstruct")
+    + b"("
+    + _stack_global("numpy", "ndarray")
+    + _args((2**27,))
+    + _text("b")
+    + b"tR",
+    "ndarray": _stack_global("numpy", "ndarray") + _args(((2**27,),)) + b"R",
+    # (4096, 1) + (1, 4096) broadcasts to 128 MiB.
+    "ufunc_broadcast": _stack_global("numpy", "add") + _arrays_args(np.zeros((4096, 1)), np.zeros((1, 4096))) + b"R",
+    "list_of_array": _stack_global("builtins", "list") + _arrays_args(np.zeros(2**20, dtype=np.uint8)) + b"R",
+    "lil_matrix_shape": _stack_global("scipy.sparse._lil", "lil_matrix") + _args(((2**28, 1),)) + b"R",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_CALL_BOMBS))
+def test_calls_that_allocate_by_shape_are_charged_before_they_run(
+    tmp_path: Path, warm_loader: None, kind: str
+) -> None:
+    path = _write(tmp_path, b"\x80\x04" + _CALL_BOMBS[kind] + b".")
+    budget = 8 * MIB
+    assert _peak_of_refusal(path, budget) < budget
+
+
+def test_an_object_array_with_too_few_items_is_refused_not_crashed(tmp_path: Path) -> None:
+    """numpy's `__setstate__` reads past a short list and crashes the process; refuse it first."""
+    real = pickle.dumps(np.array([1, "a", None], dtype=object), protocol=3)
+    start = real.index(b"\x89]") + 1  # is_fortran False, then the list of the three items
+    end = real.index(b"Ne", start) + 2  # ... None, APPENDS
+    short = real[:start] + b"]K\x01a" + real[end:]  # a list of one item
+    np.testing.assert_array_equal(load_trusted(_write(tmp_path, real)), np.array([1, "a", None], dtype=object))
+    with pytest.raises(ModelLoadFailedError, match="wrong number of items"):
+        load_trusted(_write(tmp_path, short))
+
+
+@pytest.mark.parametrize("max_bytes", [-1, True, 1.5, "1024"])
+def test_max_bytes_must_be_a_byte_count(tmp_path: Path, max_bytes: Any) -> None:
+    with pytest.raises(ModelLoadFailedError, match="MODEL_MCP_MAX_UNPACKED_BYTES"):
+        load_trusted(_write(tmp_path, pickle.dumps(1)), max_bytes=max_bytes)

@@ -729,17 +729,17 @@ PICKLE_CASES: list[PickleCase] = [
                "untrusted_model", "`posix.system`"),
     # Array headers claiming huge sizes: refused without allocating or reading gigabytes.
     PickleCase("array-header-8-terabytes", lambda a: _wrapper((10**12,)), "model_load_failed",
-               "needs more memory than is available", runs_naively=False),
+               "would unpack to more than", runs_naively=False),
     PickleCase("array-header-2d-8-terabytes", lambda a: _wrapper((2**20, 2**20)), "model_load_failed",
-               "needs more memory than is available", runs_naively=False),
+               "would unpack to more than", runs_naively=False),
     PickleCase("array-header-2-gib-short-data", lambda a: _wrapper((2**28,)), "model_load_failed",
-               "EOF: reading array data", runs_naively=False),
+               "would unpack to more than", runs_naively=False),
     PickleCase("array-header-negative-shape", lambda a: _wrapper((-1,)), "model_load_failed",
                "invalid dtype or shape", runs_naively=False),
     PickleCase("ndarray-reconstruct-huge-shape",
                lambda a: (b"\x80\x04" + _global("numpy._core.multiarray", "_reconstruct") + b"("
                           + _global("numpy", "ndarray") + _value((2**62,)) + _text("b") + b"tR."),
-               "model_load_failed", "The model file could not be loaded", runs_naively=False),
+               "model_load_failed", "would unpack to more than", runs_naively=False),
     # getattr and __reduce_ex__ tricks.
     PickleCase("getattr-import-chain", _getattr_chain, "untrusted_model", "`builtins.getattr`"),
     PickleCase("reduce-ex-os-system", lambda a: pickle.dumps(_ReduceEx((os.system, (a.touch,))), protocol=4),
@@ -841,3 +841,30 @@ async def test_a_real_model_at_every_pickle_protocol(client, tmp_path, home, req
         observed = await refused(client, request, tmp_path, home, path=str(upload))
         assert observed.code == "untrusted_model"
         assert "`copyreg._reconstructor`" in observed.message
+
+
+# --- models built only from trusted types that are still hostile ------------------------------
+def _forest_with_bad_child() -> bytes:
+    model = samples.build_model("iforest", samples.training_data(seed=0), seed=0)
+    tree = model.estimators_[0].tree_
+    state = tree.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = 10**9  # a child index far past the node array
+    tree.__setstate__(dict(state, nodes=nodes))
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+async def test_a_tree_pointing_out_of_range_fails_validation_and_never_serves(client, packages, home):
+    path = packages(version="bad-tree", extra_files={"model.joblib": _forest_with_bad_child()})
+    answer = await call(client, "import_zip", path=str(path))
+    assert answer["status"] == "failed"
+    assert "model_load" in answer["validation"]["failed_checks"]
+    report = await call(client, "validate", version="bad-tree")
+    detail = next(c["detail"] for c in report["checks"] if c["name"] == "model_load")
+    assert "structure" in detail and "child" in detail
+    code, _ = await call_error(client, "deploy", version="bad-tree")
+    assert code == "invalid_state"
+    # The server is alive and still answers.
+    assert (await call(client, "list_models"))["total"] == 1

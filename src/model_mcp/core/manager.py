@@ -25,11 +25,13 @@ from model_mcp.core.errors import (
     InsufficientDataError,
     InvalidInputError,
     InvalidStateError,
+    ModelLoadFailedError,
     ModelMcpError,
     NoDeployedModelError,
     NoRollbackTargetError,
     NotFoundError,
     ReadOnlyError,
+    UntrustedModelError,
     ValidationFailedError,
     VersionConflictError,
 )
@@ -81,7 +83,8 @@ from model_mcp.core.schemas import (
 from model_mcp.core.training import TrainingPackage, latest_complete, scan_training_dir, stable_copy_check
 from model_mcp.core.store import Store, atomic_write_json, check_version_name, remove_tree, storage_error
 from model_mcp.core.unpickler import load_trusted
-from model_mcp.core.validation import ValidationOutcome, validate_package
+from model_mcp.core.isolated_probe import ProbeResult
+from model_mcp.core.validation import ValidationOutcome, isolated_probe, validate_package
 from model_mcp.logs import get_logger
 from model_mcp.settings import Settings
 
@@ -189,7 +192,7 @@ class ModelManager:
                     self.history.record(event, version=version, outcome="failed",
                                         detail=f"[{exc.code}] {exc}", **{k: v for k, v in extra.items() if v})
                 except ModelMcpError:
-                    log.warning("audit_not_recorded", event=event, exc_info=True)
+                    log.warning("audit_not_recorded", audit_event=event, exc_info=True)
             raise
 
     def _import_zip(self, *, path: str | None, content_base64: str | None, filename: str | None, source: str,
@@ -244,10 +247,10 @@ class ModelManager:
         if existing is not None:
             return existing
         progress(0, None, "loading the model")
-        estimator = load_trusted(contents.model_path, self.settings.trusted_pairs)
+        estimator, probe = self._first_load(contents)
         progress(0, None, "validating")
         outcome = validate_package(package_dir, version=version, settings=self.settings, contents=contents,
-                                   estimator=estimator, digests=contents.files)
+                                   estimator=estimator, digests=contents.files, probe=probe)
         status = "available" if outcome.report.passed else "failed"
         try:
             entry = self._publish(package_dir, contents, outcome, status=status, source=source, origin=origin)
@@ -263,6 +266,21 @@ class ModelManager:
             missing_optional_files=contents.missing_optional, extra_files=contents.extra_files,
             validation=outcome.report.summary(), source=entry.source, path=entry.path,
         )
+
+    def _first_load(self, contents: PackageContents) -> tuple[Any, ProbeResult | None]:
+        """Load a new package's model: first in a child process, then here.
+
+        A pickle naming an untrusted global, or one that does not load, fails the import with its
+        code (`untrusted_model`, `model_load_failed`); one that crashes or hangs the child while
+        loading fails as `model_load_failed` and is never loaded in this process.
+        """
+        probe = isolated_probe(contents, self.settings)
+        if probe is not None and not probe.ok and probe.load_ms is None:
+            message = probe.detail.split("] ", 1)[1] if probe.detail.startswith("[") else probe.detail
+            raise (UntrustedModelError if probe.code == "untrusted_model" else ModelLoadFailedError)(message)
+        estimator = load_trusted(contents.model_path, self.settings.trusted_pairs,
+                                 max_bytes=self.settings.max_unpacked_bytes)
+        return estimator, probe
 
     def _existing_import(self, version: str, fingerprint: dict[str, str]) -> ImportResult | None:
         snapshot = self.read_registry()
@@ -532,10 +550,13 @@ class ModelManager:
         and shown by list_models and performance_report; the server keeps running.
         """
         try:
-            deployed = self.registry.read().deployed
+            snapshot, problem = self.read_registry_for_reading()
         except ModelMcpError as exc:
             log.error("deployed_not_loaded", reason=str(exc))
             return None
+        if problem is not None:  # damaged: the reading tools answer from the last good copy, so does predict
+            log.error("registry_damaged_serving_last_good", reason=problem)
+        deployed = snapshot.deployed
         if deployed is None:
             return None
         self.runtime.begin_loading(deployed.version)
@@ -571,7 +592,7 @@ class ModelManager:
             raise HashMismatchError(f"model.joblib of version {entry.version} changed on disk since import.")
         metadata = self._read_metadata(entry) or {}
         started = time.perf_counter()
-        estimator = load_trusted(model_path, self.settings.trusted_pairs)
+        estimator = load_trusted(model_path, self.settings.trusted_pairs, max_bytes=self.settings.max_unpacked_bytes)
         load_ms = (time.perf_counter() - started) * 1000
         return ResidentModel.create(version=entry.version, estimator=estimator,
                                     feature_names=metadata.get("feature_names") or [],
@@ -1020,9 +1041,9 @@ class ModelManager:
     def _register_manual(self, folder: Path) -> str | None:
         contents = inspect_package(folder)
         version = contents.version
-        estimator = load_trusted(contents.model_path, self.settings.trusted_pairs)
+        estimator, probe = self._first_load(contents)
         outcome = validate_package(folder, version=version, settings=self.settings, contents=contents,
-                                   estimator=estimator, digests=contents.files)
+                                   estimator=estimator, digests=contents.files, probe=probe)
         status = "available" if outcome.report.passed else "failed"
         metadata = contents.metadata
         entry = RegistryEntry(

@@ -39,6 +39,8 @@ Beyond `find_class`:
 - pickle extension codes (EXT1/2/4) are refused: they name globals through `copyreg`'s registry
   and a process-wide cache that bypasses `find_class`;
 - persistent ids and out-of-band buffers are refused (`model_load_failed`);
+- an object array whose `__setstate__` list holds fewer items than its shape is refused
+  (`model_load_failed`): numpy 2.4 reads past the list and the process dies (SIGSEGV);
 - joblib's pre-0.10 format (`ZF` prefix) and its `NDArrayWrapper` are refused: they read
   companion files with `numpy.load`.
 
@@ -50,11 +52,41 @@ Python 2 names are mapped as pickle does (`__builtin__` -> `builtins`) before th
 `_codecs.encode`, which protocols 0 to 2 use for every `bytes` object, resolves to a stand-in
 that only performs the latin-1 encoding pickle writes.
 
+The memory budget (`load_trusted(..., max_bytes=...)`; the server passes
+`MODEL_MCP_MAX_UNPACKED_BYTES`, 2 GiB by default). The archive limits cannot see inside
+`model.joblib`: joblib compresses it itself, so a 4.7 MB file whose array header asks for 1 GiB
+of zeros passes them and then allocates 1 GiB (1.18 GB resident, 5 s). A pickle also amplifies
+without compression: each one-byte EMPTY_SET opcode makes a 216-byte set (a 2 MB stream of
+them held 470 MB). So one load gets one budget, charged with:
+- every byte read from the decompressed stream, through a reader that reads long lengths in
+  1 MiB chunks charged as they come, so a length the stream announces is never produced first;
+- every array's size before it is allocated: the shape x itemsize a joblib `NumpyArrayWrapper`
+  declares (its data, read next, is not charged again; twice the size if numpy must swap its
+  byte order), the shape `_reconstruct` or `ndarray(...)` is called with, and the shape and
+  dtype `ndarray.__setstate__` receives (nothing more when numpy keeps the `bytes` it gets);
+- a fixed cost per opcode for the Python object it makes and the slot that holds it
+  (`_OPCODE_COSTS`), a cost per entry added to a dict or set, and the size of each string
+  decoded or copied from the stream;
+- before a trusted call that allocates by a number or a shape rather than by its arguments'
+  size (ufuncs, which broadcast; `numpy.matrix` and numpy scalar types, which convert; builtin
+  containers made from an array; scipy's sparse classes given a shape), an upper bound of what
+  it makes.
+Going over it answers `model_load_failed` (see `load_trusted`). Measured on the 1 GiB bomb
+above with a 64 MiB budget: refused in 4 ms, 4 MB more resident (8 MiB traced). What a load
+holds stays under twice the budget, plus up to 9 MiB that joblib's zlib reader inflates ahead
+(8 KiB of input at a time, up to 8 MiB of output) and the transient copies pickle makes while
+decoding protocol-0 text (about 2.3 times the budget there). The charges cost 20 to 30% more
+load time on real models (a 200-tree IsolationForest: 32 -> 42 ms) and come to 0.6 to 2 times
+the memory the load actually peaks at.
+
 Residual risks (not closed here):
 - trusted constructors placed earlier in the stream run before an untrusted name is refused;
-  they are estimator or numpy constructors, but a crafted stream can make them allocate: a
-  compressed `model.joblib` can inflate far beyond its size, and a wrapper or `ndarray` with a
-  huge shape allocates lazily. Memory limits belong to the process running the load;
+  they are estimator or numpy constructors. What they allocate in proportion to their input
+  is within the budget's bound, but a trusted class's own `__setstate__` may copy what it
+  receives (scikit-learn's `Tree` copies its node arrays), and a constructor given a count
+  (`Tree(n_features, n_classes, n_outputs)` reserves `n_outputs` entries, and fills only as
+  many as `n_classes` holds) can reserve memory the budget does not see. Hard memory limits
+  belong to the process running the load (the isolated probe sets one);
 - a trusted class runs its own `__setstate__` / `__init__` with attacker-chosen state, and the
   loaded estimator runs with attacker-chosen parameters at predict time (`n_jobs=-1` spawns
   workers; a `FunctionTransformer` calls whichever trusted callable it holds). Only trusted
@@ -67,9 +99,13 @@ Residual risks (not closed here):
 from __future__ import annotations
 
 import _compat_pickle
+import collections
 import importlib
 import inspect
+import math
+import operator
 import pickle
+import sys
 import threading
 import types
 from collections.abc import Iterable, Iterator
@@ -323,11 +359,279 @@ def _resolve(module: str, name: str) -> Any:
     return obj
 
 
+# --- The memory budget -----------------------------------------------------------------------
+
+_MIB = 1024 * 1024
+_READ_CHUNK = _MIB  # the longest read passed to the stream at once
+
+# Bytes charged per opcode on top of the bytes it reads: what running it can add to memory
+# beyond its own data, on 64-bit CPython 3.11 (`sys.getsizeof` of what it makes, plus the
+# stack, container or memo slot that holds it). Calibrated so that a stream of any one opcode
+# stays under the budget (see the tests); legitimate models are dominated by their arrays.
+_OPCODE_COST = 48  # a small object (an int, a float, a short string) and its slot
+_OPCODE_COSTS: dict[int, int] = {
+    **dict.fromkeys((pickle.EMPTY_SET[0], pickle.FROZENSET[0]), 240),
+    **dict.fromkeys((pickle.EMPTY_DICT[0], pickle.DICT[0]), 80),
+    **dict.fromkeys((pickle.EMPTY_LIST[0], pickle.LIST[0], pickle.MARK[0]), 72),
+    **dict.fromkeys((pickle.TUPLE[0], pickle.TUPLE1[0], pickle.TUPLE2[0], pickle.TUPLE3[0]), 72),
+    **dict.fromkeys((pickle.MEMOIZE[0], pickle.PUT[0], pickle.BINPUT[0], pickle.LONG_BINPUT[0]), 96),
+    # A new instance (its `__dict__` is charged by BUILD, per entry).
+    **dict.fromkeys(
+        (pickle.REDUCE[0], pickle.NEWOBJ[0], pickle.NEWOBJ_EX[0], pickle.OBJ[0], pickle.INST[0], pickle.BUILD[0]),
+        128,
+    ),
+}
+# Opcodes that decode or copy what they read (text into a `str`, bytes into a `bytearray`):
+# the object they make is charged too, after they make it (it is no larger than what was read).
+_DECODING_OPCODES: frozenset[int] = frozenset(
+    op[0]
+    for op in (pickle.BINUNICODE, pickle.BINUNICODE8, pickle.UNICODE, pickle.STRING, pickle.BINSTRING,
+               pickle.BYTEARRAY8)
+)
+# Per entry added by SETITEMS / DICT / BUILD (a dict slot, with the dict's spare room) and by
+# ADDITEMS / FROZENSET (a set slot: sets keep more room free).
+_DICT_ENTRY_COST = 64
+_SET_ENTRY_COST = 112
+# Per Python object a call makes out of one element of its argument (`list(array)` makes a
+# numpy scalar or a row view per element), and per element of an array a numpy call converts.
+_OBJECT_PER_ELEMENT_COST = 128
+_NUMPY_ELEMENT_COST = 32
+
+
+class _Budget:
+    """The bytes one load may materialize, and how many it has used.
+
+    Charged: every byte read from the decompressed stream, the size of every array before it
+    is allocated, and `_OPCODE_COSTS` per opcode for the Python objects the stream builds. The
+    bytes of an array joblib stores after its wrapper are charged once, as the array:
+    `prepaid` lets the stream reads that fill it through.
+    """
+
+    __slots__ = ("limit", "used", "prepaid", "name")
+
+    def __init__(self, limit: int | None, name: str) -> None:
+        self.limit = sys.maxsize if limit is None else limit
+        self.used = 0
+        self.prepaid = 0
+        self.name = name
+
+    def charge(self, nbytes: int) -> None:
+        self.used += nbytes
+        if self.used > self.limit:
+            raise self.exceeded()
+
+    def charge_read(self, nbytes: int) -> None:
+        covered = min(nbytes, self.prepaid)
+        self.prepaid -= covered
+        self.charge(nbytes - covered)
+
+    def exceeded(self) -> ModelLoadFailedError:
+        if self.limit % _MIB == 0:
+            limit = f"{self.limit // _MIB} MiB"
+        else:
+            limit = f"{self.limit} bytes"
+        return ModelLoadFailedError(
+            f"{self.name} would unpack to more than {limit} (the limit, MODEL_MCP_MAX_UNPACKED_BYTES), "
+            "so it was not loaded. If the model is genuine and this large, an operator can raise "
+            "MODEL_MCP_MAX_UNPACKED_BYTES."
+        )
+
+
+def _charging(handler: Any, cost: int) -> Any:
+    """An opcode handler that charges `cost` to the load's budget before it runs."""
+
+    def run(self: Any) -> None:
+        budget = self._budget
+        budget.used += cost
+        if budget.used > budget.limit:
+            raise budget.exceeded()
+        handler(self)
+
+    return run
+
+
+def _charging_result(handler: Any) -> Any:
+    """An opcode handler that charges the size of the object it pushed, once it has run."""
+
+    def run(self: Any) -> None:
+        handler(self)
+        self._budget.charge(sys.getsizeof(self.stack[-1]))
+
+    return run
+
+
+class _CountingReader:
+    """The stream joblib hands the unpickler, charging each byte read to the budget.
+
+    Reads longer than `_READ_CHUNK` go chunk by chunk, each charged as it arrives, so an opcode
+    that announces a huge length (BINBYTES8, FRAME, a line with no end) stops at the budget
+    instead of making the decompressor produce it first. Chunks also keep a long read at about
+    twice its size while it is assembled (joblib's decompressors, asked for n bytes at once,
+    hold three copies of them).
+    """
+
+    def __init__(self, stream: Any, budget: _Budget) -> None:
+        self._stream = stream
+        self._budget = budget
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and 0 <= size <= _READ_CHUNK:
+            data = self._stream.read(size)
+            self._budget.charge_read(len(data))
+            return data
+        left = sys.maxsize if size is None or size < 0 else size
+        chunks: list[bytes] = []
+        while left > 0:
+            data = self._stream.read(min(left, _READ_CHUNK))
+            if not data:
+                break
+            self._budget.charge_read(len(data))
+            chunks.append(data)
+            left -= len(data)
+        return b"".join(chunks)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        left = sys.maxsize if size is None or size < 0 else size
+        chunks: list[bytes] = []
+        while left > 0:
+            data = self._stream.readline(min(left, _READ_CHUNK))
+            if not data:
+                break
+            self._budget.charge_read(len(data))
+            chunks.append(data)
+            left -= len(data)
+            if data.endswith(b"\n"):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _array_nbytes(shape: Any, dtype: Any) -> int:
+    """The bytes numpy allocates for `shape` x `dtype`, computed before it does.
+
+    Raises `UnpicklingError` for what numpy would refuse anyway, so nothing unparsed slips by.
+    """
+    import numpy as np
+
+    try:
+        dims = (operator.index(shape),) if not isinstance(shape, (tuple, list)) else tuple(
+            operator.index(n) for n in shape
+        )
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise pickle.UnpicklingError("an array in the model file has an invalid shape or dtype") from exc
+    if any(n < 0 for n in dims):
+        raise pickle.UnpicklingError("an array in the model file has a negative dimension")
+    return math.prod(dims) * itemsize
+
+
+def _state_nbytes(state: Any) -> int:
+    """The bytes `ndarray.__setstate__` allocates: the shape and dtype its state declares.
+
+    Nothing when the data is a `bytes` object of exactly that size in native byte order: numpy
+    keeps it as the array's buffer, and the stream already paid for it. An object array's list,
+    or data numpy must copy or swap, costs the array's size once more.
+    """
+    if not (isinstance(state, tuple) and len(state) in (4, 5)):
+        return 0  # numpy refuses any other state before allocating
+    shape, dtype, data = state[-4], state[-3], state[-1]
+    nbytes = _array_nbytes(shape, dtype)
+    if getattr(dtype, "hasobject", False) and isinstance(data, list) and nbytes:
+        # numpy (2.4) reads one list item per element without checking the list's length: a
+        # shorter list leaves pointers unset and crashes the process (SIGSEGV).
+        if len(data) != nbytes // dtype.itemsize:
+            raise pickle.UnpicklingError("an object array in the model file has the wrong number of items")
+    reused = isinstance(data, bytes) and len(data) == nbytes and getattr(dtype, "isnative", False)
+    return 0 if reused else nbytes
+
+
+def _element_bound(value: Any, cache: dict[int, int], depth: int = 0) -> int:
+    """An upper bound on the elements numpy makes of `value`, without converting it.
+
+    Nested lists count as `len` times their largest item, each list once (a list repeated
+    through the memo is counted by id, so the walk costs what the stream paid for).
+    """
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.size
+    if isinstance(value, (list, tuple)):
+        key = id(value)
+        if key in cache:
+            return cache[key]
+        cache[key] = len(value)  # provisional: a list that contains itself stops here
+        if depth < 64 and value:
+            cache[key] = len(value) * max(_element_bound(item, cache, depth + 1) for item in value)
+        return cache[key]
+    if isinstance(value, (str, bytes, bytearray, dict, set, frozenset)):
+        return max(len(value), 1)
+    return 1
+
+
+def _numpy_reconstruct() -> Any:
+    """numpy's `_reconstruct`, as its arrays' `__reduce__` names it (both spellings resolve to it)."""
+    global _reconstruct_cache
+    if _reconstruct_cache is None:
+        import numpy as np
+
+        _reconstruct_cache = np.empty(0).__reduce__()[0]
+    return _reconstruct_cache
+
+
+_reconstruct_cache: Any = None
+
+# Builtin containers a call can fill from an array or a string, one object per element.
+_CONTAINER_TYPES: tuple[type, ...] = (list, tuple, set, frozenset, dict, collections.OrderedDict)
+
+
+def _call_nbytes(func: Any, args: Any, kwargs: Any) -> int:
+    """Bytes a trusted call may allocate beyond its arguments, estimated before it runs.
+
+    Only callables whose allocation follows a number or a shape in their arguments rather than
+    their size in the stream: numpy's array constructors, ufuncs (which broadcast), numpy
+    scalar types and `numpy.matrix` (which convert their argument), builtin containers made
+    from an array, and scipy's sparse classes given a shape. Legitimate pickles call only
+    `_reconstruct` with shape `(0,)`; the others are charged so that no call escapes the budget.
+    """
+    import numpy as np
+
+    if not isinstance(args, tuple):
+        return 0  # pickle refuses the call itself
+    if not isinstance(kwargs, dict):
+        kwargs = {}
+    if func is _numpy_reconstruct():  # _reconstruct(subtype, shape, dtype)
+        return _array_nbytes(args[1], args[2]) if len(args) == 3 else 0
+    cache: dict[int, int] = {}
+    if isinstance(func, np.ufunc):
+        sizes = [_element_bound(arg, cache) for arg in args]
+        return math.prod(sizes) * func.nout * _NUMPY_ELEMENT_COST
+    if not isinstance(func, type):
+        return 0
+    if func is np.ndarray:
+        shape = args[0] if args else kwargs.get("shape", ())
+        dtype = args[1] if len(args) > 1 else kwargs.get("dtype", float)
+        return _array_nbytes(shape, dtype)
+    if issubclass(func, (np.ndarray, np.generic)):
+        return sum(_element_bound(arg, cache) for arg in args) * _NUMPY_ELEMENT_COST
+    if func in _CONTAINER_TYPES:  # one object per item of an array's first axis, or per character
+        items = sum(
+            (len(arg) if arg.ndim else 1) if isinstance(arg, np.ndarray) else len(arg)
+            for arg in args
+            if isinstance(arg, (np.ndarray, str, bytes, bytearray))
+        )
+        return items * _OBJECT_PER_ELEMENT_COST
+    if str(getattr(func, "__module__", "")).startswith("scipy.sparse"):
+        shape = args[0] if args else kwargs.get("shape")
+        if isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(n, int) for n in shape):
+            return (abs(shape[0]) + abs(shape[1]) + 2) * _OBJECT_PER_ELEMENT_COST  # lil: a list per row
+        return 4 * sum(_element_bound(arg, cache) for arg in args) * _NUMPY_ELEMENT_COST
+    return 0
+
+
 # --- The unpicklers --------------------------------------------------------------------------
 
 
 class _RestrictedPolicy:
-    """What both unpicklers share: the name check, and refusals of the other ways in.
+    """What both unpicklers share: the name check, refusals of the other ways in, the budget.
 
     Mixed into a `pickle._Unpickler` subclass (the pure-Python one, whose opcode table can be
     extended); `_install` puts the guarded opcodes into that subclass's own table.
@@ -338,9 +642,11 @@ class _RestrictedPolicy:
     proto: int
     _trusted: frozenset[_Pair]
     _resolved_ids: set[int]
+    _budget: _Budget
 
-    def _init_policy(self, trusted: frozenset[_Pair]) -> None:
+    def _init_policy(self, trusted: frozenset[_Pair], budget: _Budget) -> None:
         self._trusted = trusted
+        self._budget = budget
         # Ids of the globals this load resolved; the objects live in their modules, so the
         # ids stay valid for the whole load.
         self._resolved_ids = set()
@@ -382,8 +688,41 @@ class _RestrictedPolicy:
         return self.metastack[-1][-1]
 
     def _load_build_guarded(self) -> None:
-        self._guard_target(self.stack[-2])
+        target, state = self.stack[-2], self.stack[-1]
+        self._guard_target(target)
+        self._charge_build(target, state)
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    def _charge_build(self, target: Any, state: Any) -> None:
+        """Charge what BUILD allocates: an array's data, or a copy of the state into `__dict__`."""
+        numpy = sys.modules.get("numpy")
+        if numpy is not None and isinstance(target, numpy.ndarray):
+            self._budget.charge(_state_nbytes(state))
+            return
+        if isinstance(state, tuple) and len(state) == 2:  # (state, slotstate)
+            entries = sum(len(part) for part in state if isinstance(part, dict))
+        else:
+            entries = len(state) if isinstance(state, dict) else 0
+        self._budget.charge(entries * _DICT_ENTRY_COST)
+
+    def _load_reduce(self) -> None:
+        self._budget.charge(_call_nbytes(self.stack[-2], self.stack[-1], {}))
+        pickle._Unpickler.load_reduce(self)  # type: ignore[attr-defined]
+        if isinstance(self.stack[-1], (str, bytes, bytearray)):  # `_codecs.encode`'s bytes, `str(x)`
+            self._budget.charge(sys.getsizeof(self.stack[-1]))
+
+    def _load_newobj(self) -> None:
+        self._budget.charge(_call_nbytes(self.stack[-2], self.stack[-1], {}))
+        pickle._Unpickler.load_newobj(self)  # type: ignore[attr-defined]
+
+    def _load_newobj_ex(self) -> None:
+        self._budget.charge(_call_nbytes(self.stack[-3], self.stack[-2], self.stack[-1]))
+        pickle._Unpickler.load_newobj_ex(self)  # type: ignore[attr-defined]
+
+    def _instantiate(self, klass: Any, args: Any) -> None:
+        """OBJ and INST (protocols 0 and 1) call `klass(*args)` through here."""
+        self._budget.charge(_call_nbytes(klass, tuple(args), {}))
+        pickle._Unpickler._instantiate(self, klass, args)  # type: ignore[attr-defined]
 
     def _load_append(self) -> None:
         self._guard_target(self.stack[-2])
@@ -395,15 +734,26 @@ class _RestrictedPolicy:
 
     def _load_setitem(self) -> None:
         self._guard_target(self.stack[-3])
+        self._budget.charge(_DICT_ENTRY_COST)
         pickle._Unpickler.load_setitem(self)  # type: ignore[attr-defined]
 
     def _load_setitems(self) -> None:
         self._guard_target(self._mark_target())
+        self._budget.charge(len(self.stack) // 2 * _DICT_ENTRY_COST)  # the items since the MARK
         pickle._Unpickler.load_setitems(self)  # type: ignore[attr-defined]
 
     def _load_additems(self) -> None:
         self._guard_target(self._mark_target())
+        self._budget.charge(len(self.stack) * _SET_ENTRY_COST)
         pickle._Unpickler.load_additems(self)  # type: ignore[attr-defined]
+
+    def _load_dict(self) -> None:
+        self._budget.charge(len(self.stack) // 2 * _DICT_ENTRY_COST)
+        pickle._Unpickler.load_dict(self)  # type: ignore[attr-defined]
+
+    def _load_frozenset(self) -> None:
+        self._budget.charge(len(self.stack) * _SET_ENTRY_COST)
+        pickle._Unpickler.load_frozenset(self)  # type: ignore[attr-defined]
 
     def _load_ext(self) -> None:
         raise UntrustedModelError(
@@ -413,6 +763,7 @@ class _RestrictedPolicy:
 
     @classmethod
     def _install(cls, dispatch: dict[int, Any], build: Any) -> dict[int, Any]:
+        """The opcode table: guarded handlers, each charging its cost to the budget first."""
         table = dict(dispatch)
         table[pickle.BUILD[0]] = build
         table[pickle.APPEND[0]] = cls._load_append
@@ -420,17 +771,26 @@ class _RestrictedPolicy:
         table[pickle.SETITEM[0]] = cls._load_setitem
         table[pickle.SETITEMS[0]] = cls._load_setitems
         table[pickle.ADDITEMS[0]] = cls._load_additems
+        table[pickle.DICT[0]] = cls._load_dict
+        table[pickle.FROZENSET[0]] = cls._load_frozenset
+        table[pickle.REDUCE[0]] = cls._load_reduce
+        table[pickle.NEWOBJ[0]] = cls._load_newobj
+        table[pickle.NEWOBJ_EX[0]] = cls._load_newobj_ex
         for opcode in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
             table[opcode[0]] = cls._load_ext
-        return table
+        for code in _DECODING_OPCODES:
+            table[code] = _charging_result(table[code])
+        return {
+            code: _charging(handler, _OPCODE_COSTS.get(code, _OPCODE_COST)) for code, handler in table.items()
+        }
 
 
 class _RestrictedUnpickler(_RestrictedPolicy, pickle._Unpickler):  # type: ignore[name-defined,misc]
     """A plain pickle stream under the policy: joblib's nested object-array streams."""
 
-    def __init__(self, file: Any, trusted: frozenset[_Pair]) -> None:
+    def __init__(self, file: Any, trusted: frozenset[_Pair], budget: _Budget) -> None:
         pickle._Unpickler.__init__(self, file)  # type: ignore[attr-defined]
-        self._init_policy(trusted)
+        self._init_policy(trusted, budget)
 
     dispatch = _RestrictedPolicy._install(
         pickle._Unpickler.dispatch,  # type: ignore[attr-defined]
@@ -445,9 +805,9 @@ def _joblib_unpickler_class() -> type:
     class _TrustedNumpyUnpickler(_RestrictedPolicy, NumpyUnpickler):
         """joblib's unpickler (arrays stored after their wrapper, compression) under the policy."""
 
-        def __init__(self, filename: str, file_handle: Any, trusted: frozenset[_Pair]) -> None:
+        def __init__(self, filename: str, file_handle: Any, trusted: frozenset[_Pair], budget: _Budget) -> None:
             NumpyUnpickler.__init__(self, filename, file_handle, True, mmap_mode=None)
-            self._init_policy(trusted)
+            self._init_policy(trusted, budget)
 
         def _load_build_array(self) -> None:
             """BUILD, then swap a NumpyArrayWrapper for the array stored after it."""
@@ -465,10 +825,18 @@ def _joblib_unpickler_class() -> type:
             if getattr(wrapper, "order", None) not in ("C", "F"):
                 raise pickle.UnpicklingError("a stored array has an invalid order")
             if not dtype.hasobject:
-                # Raw bytes read by joblib's own code (alignment padding, byte order).
-                return wrapper.read(self, self.ensure_native_byte_order)
-            # Objects: a nested pickle stream, read under the same policy (never pickle.load).
-            array = _RestrictedUnpickler(self.file_handle, self._trusted).load()
+                # Raw bytes read by joblib's own code (alignment padding, byte order), charged
+                # as the array before it is allocated; the reads that fill it are prepaid.
+                nbytes = math.prod(shape) * dtype.itemsize
+                self._budget.charge(nbytes if dtype.isnative else 2 * nbytes)  # a byte swap copies
+                self._budget.prepaid = nbytes
+                try:
+                    return wrapper.read(self, self.ensure_native_byte_order)
+                finally:
+                    self._budget.prepaid = 0
+            # Objects: a nested pickle stream, read under the same policy (never pickle.load);
+            # its opcodes and the array it rebuilds are charged like the outer stream's.
+            array = _RestrictedUnpickler(self.file_handle, self._trusted, self._budget).load()
             if not isinstance(array, np.ndarray):
                 raise pickle.UnpicklingError("a stored object array did not hold an array")
             return array
@@ -496,7 +864,7 @@ def _trusted_numpy_unpickler() -> type:
 _JOBLIB_COMPAT_PREFIX = b"ZF"
 
 
-def _load(path: Path, trusted: frozenset[_Pair]) -> Any:
+def _load(path: Path, trusted: frozenset[_Pair], budget: _Budget) -> Any:
     from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 
     with open(path, "rb") as raw:
@@ -511,7 +879,7 @@ def _load(path: Path, trusted: frozenset[_Pair]) -> Any:
         with _validate_fileobject_and_memmap(raw, str(path), None) as (fobj, _):
             if isinstance(fobj, str):  # the compat format, in case joblib's detection differs
                 raise ModelLoadFailedError("The model file uses joblib's unsupported pre-0.10 format.")
-            unpickler = _trusted_numpy_unpickler()(str(path), fobj, trusted)
+            unpickler = _trusted_numpy_unpickler()(str(path), _CountingReader(fobj, budget), trusted, budget)
             return unpickler.load()
 
 
@@ -529,18 +897,35 @@ def _describe_failure(exc: BaseException) -> str:
     return detail
 
 
-def load_trusted(path: str | Path, extra_trusted: Iterable[_Pair] = ()) -> Any:
+def _checked_budget(max_bytes: Any, path: Path) -> _Budget:
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+        raise ModelLoadFailedError(
+            f"The configured unpacked-size limit {max_bytes!r} is not a byte count; fix "
+            "MODEL_MCP_MAX_UNPACKED_BYTES."
+        )
+    name = path.name if path.name.isprintable() and 0 < len(path.name) <= 100 else "The model file"
+    return _Budget(max_bytes, name)
+
+
+def load_trusted(path: str | Path, extra_trusted: Iterable[_Pair] = (), *, max_bytes: int | None = None) -> Any:
     """Load a joblib file (compressed or not, or a plain pickle) resolving only trusted globals.
 
     Raises `UntrustedModelError` naming `module.name` when the file refers to anything outside
     `TRUSTED_GLOBALS` and `extra_trusted`, before that name is imported; `ModelLoadFailedError`
     for anything else that goes wrong (missing or truncated file, not a pickle, a trusted
-    constructor that fails, out of memory). No other exception type escapes.
+    constructor that fails, out of memory, over `max_bytes`). No other exception type escapes.
+
+    `max_bytes` bounds what the load materializes (see "The memory budget" in the module
+    docstring); `None` means no bound. The server passes `Settings.max_unpacked_bytes`. Going
+    over it is `model_load_failed`, not `archive_too_large`: that code is about the upload
+    (its size, members, ratios), which was within its limits; what fails is unpacking the
+    model inside it, and the contract reports every model that does not load as
+    `model_load_failed`, which is also what a client sees for the same model as a folder.
     """
     path = Path(path)
     try:
         trusted = _default_trusted() | _normalize_extra(extra_trusted)
-        return _load(path, trusted)
+        return _load(path, trusted, _checked_budget(max_bytes, path))
     except ModelMcpError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes model_load_failed

@@ -11,7 +11,9 @@ low metric, small training set or old model counts once), minus 5 per other warn
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,8 @@ import numpy as np
 
 from model_mcp.core.errors import ModelLoadError, ModelMcpError
 from model_mcp.core.footprint import estimate_memory_bytes
+from model_mcp.core.isolated_probe import ProbeResult, run_isolated_probe
+from model_mcp.core.model_checks import structural_problems
 from model_mcp.core.package import (
     OPTIONAL_FILES,
     REQUIRED_FILES,
@@ -72,6 +76,7 @@ def validate_package(
     estimator: Any = None,
     load_ms: float | None = None,
     digests: dict[str, FileDigest] | None = None,
+    probe: ProbeResult | None = None,
 ) -> ValidationOutcome:
     findings = _Findings()
     outcome = ValidationOutcome(report=None, contents=contents)  # type: ignore[arg-type]
@@ -88,12 +93,22 @@ def validate_package(
     _structure_checks(findings, contents)
 
     if deep:
-        estimator, load_ms = _load_check(findings, contents, settings, estimator, load_ms)
+        # The first load and predict of a model file happen in a child process: a model that
+        # crashes or hangs there fails validation instead of taking the server down.
+        probe = probe or isolated_probe(contents, settings)
+        if probe is not None and not probe.ok and probe.load_ms is None and estimator is None:
+            findings.add("model_load", "fail", probe.detail)
+            if probe.code == "untrusted_model":
+                findings.risks.append("The model file references code outside the trusted set; it may be hostile.")
+            for name in ("interface", "feature_compatibility", "functional_probe"):
+                findings.add(name, "skip", "Skipped: the model did not load.")
+        else:
+            estimator, load_ms = _load_check(findings, contents, settings, estimator, load_ms)
         outcome.estimator, outcome.load_ms = estimator, load_ms
         if estimator is not None:
             _interface_check(findings, estimator)
             _feature_check(findings, estimator, contents.metadata)
-            outcome.probe_ms = _probe_check(findings, estimator, contents.metadata)
+            outcome.probe_ms = _probe_check(findings, estimator, contents.metadata, probe)
             outcome.memory_bytes = estimate_memory_bytes(estimator)
         outcome.model_file_bytes = contents.files["model.joblib"].size
         _resource_check(findings, contents, outcome)
@@ -156,7 +171,8 @@ def _load_check(findings: _Findings, contents: PackageContents, settings: Settin
     if estimator is None:
         started = time.perf_counter()
         try:
-            estimator = load_trusted(contents.model_path, settings.trusted_pairs)
+            estimator = load_trusted(contents.model_path, settings.trusted_pairs,
+                                     max_bytes=settings.max_unpacked_bytes)
         except ModelLoadError as exc:
             findings.add("model_load", "fail", f"[{exc.code}] {exc}")
             if exc.code == "untrusted_model":
@@ -165,6 +181,16 @@ def _load_check(findings: _Findings, contents: PackageContents, settings: Settin
                 findings.add(name, "skip", "Skipped: the model did not load.")
             return None, None
         load_ms = (time.perf_counter() - started) * 1000
+    problems = structural_problems(estimator, len(contents.metadata.feature_names))
+    if problems:
+        findings.add("model_load", "fail",
+                     "model.joblib loaded, but its structure is unsafe to predict with: " + "; ".join(problems[:5])
+                     + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+        findings.risks.append("The model's internal structure is inconsistent; predicting with it could crash "
+                              "or hang the server. It may be hostile.")
+        for name in ("interface", "feature_compatibility", "functional_probe"):
+            findings.add(name, "skip", "Skipped: the model's structure is unsafe.")
+        return None, load_ms
     findings.measurements["load_ms"] = round(load_ms or 0.0, 3)
     findings.add("model_load", "pass",
                  f"model.joblib loaded through the trusted-type loader as {type(estimator).__name__} "
@@ -215,6 +241,37 @@ def _feature_check(findings: _Findings, estimator: Any, metadata: Metadata) -> N
     findings.add("feature_compatibility", "pass", detail)
 
 
+def isolated_probe(contents: PackageContents, settings: Settings) -> ProbeResult | None:
+    """The child-process probe of a model file, once per file content (cached by sha256).
+
+    None when the operator turned it off (`MODEL_MCP_ISOLATED_PROBE=false`). Only successes are
+    cached: a failure is worth re-checking (a timeout on a busy machine).
+    """
+    if not settings.isolated_probe:
+        return None
+    key = (contents.files["model.joblib"].sha256, settings.trusted_pairs, settings.max_unpacked_bytes,
+           tuple(contents.metadata.feature_names))
+    with _PROBE_CACHE_LOCK:
+        cached = _PROBE_CACHE.get(key)
+    if cached is not None:
+        return cached
+    result = run_isolated_probe(
+        contents.model_path, probe_batch(contents.metadata), extra_trusted=settings.trusted_pairs,
+        timeout_s=settings.probe_timeout_s, memory_mb=settings.probe_memory_mb,
+        max_bytes=settings.max_unpacked_bytes,
+    )
+    if result.ok:
+        with _PROBE_CACHE_LOCK:
+            _PROBE_CACHE[key] = result
+            while len(_PROBE_CACHE) > 512:
+                _PROBE_CACHE.popitem(last=False)
+    return result
+
+
+_PROBE_CACHE: OrderedDict[tuple[Any, ...], ProbeResult] = OrderedDict()
+_PROBE_CACHE_LOCK = threading.Lock()
+
+
 def probe_batch(metadata: Metadata, n_rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
     """Rows that look like the training data: drawn through each feature's quantiles when the
     profile has them, else from its mean and std, else standard normal."""
@@ -233,9 +290,14 @@ def probe_batch(metadata: Metadata, n_rows: int = PROBE_ROWS, seed: int = 0) -> 
     return np.column_stack(columns).astype(np.float64)
 
 
-def _probe_check(findings: _Findings, estimator: Any, metadata: Metadata) -> float | None:
+def _probe_check(findings: _Findings, estimator: Any, metadata: Metadata,
+                 isolated: ProbeResult | None = None) -> float | None:
     batch = probe_batch(metadata)
     source = "feature_profile" if metadata.feature_profile else "the feature count"
+    if isolated is not None and not isolated.ok:
+        # Not predicted here: the child process crashed, hung or found bad output.
+        findings.add("functional_probe", "fail", f"In a separate process: {isolated.detail}")
+        return None
     started = time.perf_counter()
     try:
         labels = np.asarray(estimator.predict(batch))
