@@ -174,7 +174,7 @@ def read_upload_path(path: str | Path, limits: ArchiveLimits) -> Path:
     if stat.S_ISLNK(st.st_mode):
         raise UnsafeArchiveError(f"{str(path)!r} is a symbolic link; give the path of the .zip file itself.")
     if not stat.S_ISREG(st.st_mode):
-        raise UnsafeArchiveError(f"{str(path)!r} is {_describe_mode(st.st_mode)}, not a regular .zip file.")
+        raise UnsafeArchiveError(f"{str(path)!r} is {describe_mode(st.st_mode)}, not a regular .zip file.")
     if st.st_size > limits.max_upload_bytes:
         raise ArchiveTooLargeError(
             f"The upload is {st.st_size} bytes; the limit is {limits.max_upload_bytes} bytes."
@@ -258,7 +258,7 @@ def _open_source(source: Path | bytes, limits: ArchiveLimits) -> tuple[BinaryIO,
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise UnsafeArchiveError(f"The upload is {_describe_mode(st.st_mode)}, not a regular .zip file.")
+        raise UnsafeArchiveError(f"The upload is {describe_mode(st.st_mode)}, not a regular .zip file.")
     if st.st_size > limits.max_upload_bytes:
         os.close(fd)
         raise ArchiveTooLargeError(_upload_over(st.st_size, limits))
@@ -359,7 +359,7 @@ def _check_member(info: zipfile.ZipInfo) -> tuple[str, ...]:
         raise UnsafeArchiveError(f"The member {shown} is a symbolic link; links are not allowed.")
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise UnsafeArchiveError(
-            f"The member {shown} is {_describe_mode(kind)}; only regular files and folders are allowed."
+            f"The member {shown} is {describe_mode(kind)}; only regular files and folders are allowed."
         )
     if kind == stat.S_IFDIR and not is_folder:
         raise UnsafeArchiveError(f"The member {shown} is marked as a folder but its name does not end with '/'.")
@@ -800,7 +800,8 @@ def _upload_over(size: int, limits: ArchiveLimits) -> str:
     return f"The upload is {size} bytes; the limit is {limits.max_upload_bytes} bytes."
 
 
-def _describe_mode(mode: int) -> str:
+def describe_mode(mode: int) -> str:
+    """What a file of this mode is, for a sentence ('a FIFO')."""
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISLNK(mode):

@@ -60,6 +60,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from model_mcp.core.archive import describe_mode
 from model_mcp.core.errors import (
     InvalidManifestError,
     InvalidMetadataError,
@@ -388,7 +389,7 @@ def _read_metadata(pkg: TrainingPackage, files: dict[str, os.stat_result], probl
 
 def _scan_zip(pkg: TrainingPackage, st: os.stat_result, *, max_zip_bytes: int, max_members: int) -> TrainingPackage:
     if not stat.S_ISREG(st.st_mode):
-        raise _Problem(f"It is {_describe_mode(st.st_mode)}, not a regular .zip file.")
+        raise _Problem(f"It is {describe_mode(st.st_mode)}, not a regular .zip file.")
     if st.st_size > max_zip_bytes:
         raise _Problem(f"It is {st.st_size} bytes; the upload limit is {max_zip_bytes} bytes.")
     pkg.signature = (st.st_size, st.st_mtime_ns, st.st_ino)
@@ -663,7 +664,7 @@ def _open_regular(path: Path) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise _Problem(f"{path.name} is {_describe_mode(mode)}, not a regular file")
+        raise _Problem(f"{path.name} is {describe_mode(mode)}, not a regular file")
     return fd
 
 
@@ -675,18 +676,6 @@ def _read_small(path: Path) -> bytes:
     if len(data) > MAX_JSON_BYTES:
         raise _Problem(f"{path.name} is larger than {MAX_JSON_BYTES // MIB} MiB.")
     return data
-
-
-def _describe_mode(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def _shown(name: str) -> str:
