@@ -76,9 +76,11 @@ async def run_demo(work: Path) -> None:
                                version="20261120_143022", created_at="2026-11-20T14:30:22Z")
     v2 = samples.build_package(packages / "network-anomaly-v2.zip", fmt="zip-folder", kind="pipeline",
                                version="20261124_090000", created_at="2026-11-24T09:00:00Z", seed=3)
+    training = work / "training-service"
+    samples.write_training_service(training)
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "model_mcp", "serve", "--home", str(home)],
+        args=["-m", "model_mcp", "serve", "--home", str(home), "--training-dir", str(training)],
         env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
     )
     log_path = work / "server.log"
@@ -138,16 +140,29 @@ async def run_demo(work: Path) -> None:
             _line(f"anomaly rate {perf['anomaly_rate']:.1%}; memory ~{perf['memory_bytes'] / 1e6:.1f} MB; "
                   f"alerts: {len(perf['alerts'])}")
 
-            names = {tool.name for tool in tools}
-            if "drift_report" in names:
-                drift = await t.call("drift_report", {})
-                _line(f"reference: {drift['reference_source']} ({drift['n_reference']}), current: "
-                      f"{drift['current_source']} ({drift['n_current']}); dataset_drift={drift['dataset_drift']}, "
-                      f"alerts: {len(drift['alerts'])}")
-            if "get_history" in names:
-                history = await t.call("get_history", {"kind": "all", "limit": 6})
-                for event in history["events"]:
-                    _line(f"{event['at'][:19]}  {event['event']:<9} {event['version'] or '':<16} {event['outcome']}")
+            drift = await t.call("drift_report", {})
+            _line(f"reference: {drift['reference_source']} ({drift['n_reference']} training rows), current: "
+                  f"{drift['current_source']} ({drift['n_current']}); drifted: {drift['drifted_features'] or 'none'}; "
+                  f"alerts: {len(drift['alerts'])}")
+
+            shifted = samples.training_data(n_samples=1000, seed=42)
+            shifted[:, [0, 3]] += 1.5  # bytes_in and packets_out move up by 1.5 standard deviations
+            await t.call("predict", {"rows": shifted.tolist()}, shown={"rows": "<1000 rows, 2 features shifted>"})
+            drift = await t.call("drift_report", {"window": 1000})
+            _line(f"drifted features: {drift['drifted_features']} (share {drift['share_drifted']:.0%}, "
+                  f"dataset_drift={drift['dataset_drift']})")
+            for alert in drift["alerts"]:
+                _line(f"{alert['severity']}: {alert['kind']}: {alert['message'][:150]}")
+
+            scan = await t.call("scan_training_service", {"import_latest": True})
+            for package in scan["packages"]:
+                state = "complete" if package["complete"] else "INCOMPLETE"
+                _line(f"{package['location']:<45} {package['kind']:<6} {state:<10} version {package['version']}")
+            _line(f"imported: {scan['imported']}")
+
+            history = await t.call("get_history", {"kind": "all", "limit": 6})
+            for event in history["events"]:
+                _line(f"{event['at'][:19]}  {event['event']:<9} {event['version'] or '':<16} {event['outcome']}")
     _say("\nDone: the lifecycle ran end to end through MCP.")
 
 
