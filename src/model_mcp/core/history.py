@@ -2,8 +2,10 @@
 
 Each line is written with a single `write` on a file opened with O_APPEND and fsynced, so lines from
 several processes never interleave and a crash can at most leave one torn last line, which readers
-skip. Reading walks the file backwards from its end, so `get_history(limit=50)` costs the same on a
-file of a year's events as on a new one.
+skip. A line that cannot be written (disk full) is logged as `audit_not_recorded`, never raised:
+every event records a change already committed (or a refusal), which the caller must still answer.
+Reading walks the file backwards from its end, so `get_history(limit=50)` costs the same on a file
+of a year's events as on a new one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any, Literal
 
 from model_mcp.core.schemas import utc_now
 from model_mcp.core.store import storage_error
+from model_mcp.logs import get_logger
+
+log = get_logger(__name__)
 
 HistoryKind = Literal["deployments", "transfers", "all"]
 DEPLOYMENT_EVENTS = frozenset({"deploy", "rollback"})
@@ -44,7 +49,10 @@ class History:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise storage_error(exc, "recording the audit trail") from exc
+            # The line is written after the change it records is committed: failing the call now
+            # would answer "nothing was changed" about a change that was made. Log it instead.
+            log.error("audit_not_recorded", audit_event=event, version=version,
+                      reason=str(storage_error(exc, "recording the audit trail")))
         return entry
 
     def events(self, *, kind: HistoryKind = "all", limit: int | None = 100, version: str | None = None,
