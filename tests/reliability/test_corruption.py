@@ -169,10 +169,6 @@ async def test_a_changed_deployed_model_is_refused_at_the_next_start(tmp_path: P
         assert (await call(client, "predict", rows=ROW))["model_version"] == "v1"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "validate and deploy check files against deployment_manifest.json on disk, not against the sha256 "
-    "the registry recorded at import: a model.joblib replaced together with its manifest entry passes "
-    "(see the reliability report)"))
 def test_a_model_replaced_together_with_its_manifest_entry_fails_validation(tmp_path: Path) -> None:
     home, manager = populated_home(tmp_path)
     folder = home / "models" / "v3"
@@ -181,4 +177,7 @@ def test_a_model_replaced_together_with_its_manifest_entry_fails_validation(tmp_
     manifest = json.loads((folder / "deployment_manifest.json").read_text())
     manifest["files"]["model.joblib"] = {"sha256": hashlib.sha256(other).hexdigest(), "size": len(other)}
     (folder / "deployment_manifest.json").write_text(json.dumps(manifest))
-    assert manager.validate(version="v3").passed is False
+    report = manager.validate(version="v3")
+    assert report.passed is False
+    hashes = next(c for c in report.checks if c.name == "hashes")
+    assert hashes.status == "fail" and "since import" in hashes.detail

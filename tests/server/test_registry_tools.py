@@ -134,6 +134,7 @@ async def test_a_damaged_registry_refuses_changes_but_reading_still_answers(clie
     assert store_state(home) == before
     listing = await call(client, "list_models")
     assert [m["version"] for m in listing["models"]] == ["20261120_143022"]  # the last good copy
+    assert "registry.json" in listing["registry_problem"]
     assert (home / "registry.json").read_bytes() == b"{ this is not json"
 
 

@@ -555,8 +555,11 @@ def _write_all(
             target = _prepare_target(dest, dest_real, member, made_dirs)
             fd = _create(target, member)
             written.append(target)
-            with os.fdopen(fd, "wb") as out:
-                files["/".join(member.parts)] = _stream(fp, member, out, limits, progress)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    files["/".join(member.parts)] = _stream(fp, member, out, limits, progress)
+            except OSError as exc:  # the last buffered bytes are written at close: a full disk shows here
+                raise StorageError(f"Could not write {member.shown} ({exc.strerror}).") from exc
         progress.report()
     except BaseException:
         _remove(written, made_dirs)

@@ -94,6 +94,7 @@ def run_isolated_probe(
     extra_sys_path: Sequence[str] = (),
     check_structure: bool = True,
     max_bytes: int | None = None,
+    scratch_parent: Path | None = None,
 ) -> ProbeResult:
     """Load `model_path` with the trusted loader in a child process and predict on `X`.
 
@@ -106,7 +107,8 @@ def run_isolated_probe(
     """
     rows = _as_rows(X)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="model-mcp-probe-") as scratch:
+    # Under the store's staging/ when given, named with our pid: a restart after a crash removes it.
+    with tempfile.TemporaryDirectory(prefix=f"probe-{os.getpid()}-", dir=scratch_parent) as scratch:
         folder = Path(scratch)
         np.save(folder / "rows.npy", rows, allow_pickle=False)
         request = {

@@ -421,7 +421,7 @@ class ModelManager:
                     offset: int = 0) -> ListModelsResult:
         if limit is not None and limit < 0 or offset < 0:
             raise InvalidInputError("`limit` and `offset` must not be negative.")
-        snapshot, _problem = self.read_registry_for_reading()
+        snapshot, problem = self.read_registry_for_reading()
         entries = list(snapshot.entries.values())
         if status is not None:
             entries = [e for e in entries if e.status == status]
@@ -436,6 +436,7 @@ class ModelManager:
             deployed_version=deployed.version if deployed else None,
             total=total,
             deployed_load_error=self.deployed_load_error(),
+            registry_problem=problem,
         )
 
     def deployed_load_error(self) -> str | None:
@@ -517,7 +518,8 @@ class ModelManager:
         entry = self._entry_or_not_found(snapshot, version)
         root = self.store.resolve_entry_path(entry.path)
         progress(0, None, "validating")
-        outcome = validate_package(root, version=version, settings=self.settings, deep=deep)
+        outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
+                                   recorded=getattr(entry, "files", None))
         report = outcome.report
         self.save_report(report)
 
@@ -701,7 +703,8 @@ class ModelManager:
                 )
             progress(0, None, "validating before deploy")
             root = self.store.resolve_entry_path(entry.path)
-            outcome = validate_package(root, version=version, settings=self.settings, deep=True)
+            outcome = validate_package(root, version=version, settings=self.settings, deep=True,
+                                       recorded=getattr(entry, "files", None))
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 failed = report.summary().failed_checks

@@ -290,6 +290,11 @@ class ListModelsResult(BaseModel):
     deployed_load_error: str | None = Field(
         default=None, description="Why the deployed version could not be loaded at start, if it could not."
     )
+    registry_problem: str | None = Field(
+        default=None,
+        description="Set when registry.json is damaged: this answer then comes from the last good copy, "
+                    "and changing tools refuse until the operator repairs it.",
+    )
 
 
 class FileInfo(BaseModel):

@@ -77,7 +77,14 @@ def validate_package(
     load_ms: float | None = None,
     digests: dict[str, FileDigest] | None = None,
     probe: ProbeResult | None = None,
+    recorded: dict[str, Any] | None = None,
 ) -> ValidationOutcome:
+    """Run every check on the package at `root`.
+
+    `recorded` is the registry's `files` map (name -> sha256, size) taken at import: every file
+    must still match it, so a model.joblib swapped together with its manifest entry (or a changed
+    manifest) is caught, not only a file that disagrees with the manifest.
+    """
     findings = _Findings()
     outcome = ValidationOutcome(report=None, contents=contents)  # type: ignore[arg-type]
 
@@ -85,6 +92,8 @@ def validate_package(
     if contents is None:
         try:
             contents = inspect_package(root, digests)
+            if recorded:
+                check_recorded(contents.files, recorded)
         except ModelMcpError as exc:
             _record_structural_failure(findings, exc)
             outcome.report = _report(version, findings, deep)
@@ -123,6 +132,22 @@ def validate_package(
 
 
 # --- structure ---------------------------------------------------------------------------------
+def check_recorded(files: dict[str, FileDigest], recorded: dict[str, Any]) -> None:
+    """Every file recorded at import is still there with the same sha256 and size, and no new one."""
+    from model_mcp.core.errors import HashMismatchError
+
+    for name, info in sorted(recorded.items()):
+        actual = files.get(name)
+        if actual is None:
+            raise HashMismatchError(f"{name} was part of this version at import and is gone.")
+        if not isinstance(info, dict) or info.get("sha256") != actual.sha256 or info.get("size") != actual.size:
+            raise HashMismatchError(f"{name} changed on disk since import (its sha256 differs from the registry's).")
+    added = sorted(set(files) - set(recorded))
+    if added:
+        raise HashMismatchError(f"{', '.join(added)} appeared in the version's folder after import.")
+
+
+
 def _record_structural_failure(findings: _Findings, exc: ModelMcpError) -> None:
     check = {
         "missing_required_files": "structure",
@@ -255,10 +280,11 @@ def isolated_probe(contents: PackageContents, settings: Settings) -> ProbeResult
         cached = _PROBE_CACHE.get(key)
     if cached is not None:
         return cached
+    staging = settings.home / "staging"
     result = run_isolated_probe(
         contents.model_path, probe_batch(contents.metadata), extra_trusted=settings.trusted_pairs,
         timeout_s=settings.probe_timeout_s, memory_mb=settings.probe_memory_mb,
-        max_bytes=settings.max_unpacked_bytes,
+        max_bytes=settings.max_unpacked_bytes, scratch_parent=staging if staging.is_dir() else None,
     )
     if result.ok:
         with _PROBE_CACHE_LOCK:
