@@ -243,7 +243,10 @@ class ModelManager:
         contents = inspect_package(package_dir, digests)
         version = contents.version
         fingerprint = package_fingerprint(contents.files)
-        existing = self._existing_import(version, fingerprint)
+        # Under the lock: another process may be between its rename into models/ and its registry
+        # write, and must not look like a folder placed by hand.
+        with self.store.lock():
+            existing = self._existing_import(version, fingerprint)
         if existing is not None:
             return existing
         progress(0, None, "loading the model")
