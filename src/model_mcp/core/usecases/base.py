@@ -1,0 +1,137 @@
+"""What every use case shares: guards, the registry read, reports, entries and metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from model_mcp.core.archive import ArchiveLimits
+from model_mcp.core.errors import (
+    ModelMcpError,
+    NotFoundError,
+    ReadOnlyError,
+)
+from model_mcp.core.history import History
+from model_mcp.core.monitoring import FeedbackStore
+from model_mcp.core.registry import Registry, Snapshot
+from model_mcp.core.runtime import Runtime
+from model_mcp.core.schemas import (
+    RegistryEntry,
+    ValidationReport,
+)
+from model_mcp.core.store import (
+    Store,
+    atomic_write_json,
+    check_version_name,
+)
+from model_mcp.logs import get_logger
+from model_mcp.settings import Settings
+
+log = get_logger(__name__)
+
+# progress(done, total, message); total may be None when unknown.
+Progress = Callable[[float, float | None, str], None]
+
+
+def _no_progress(done: float, total: float | None, message: str) -> None:
+    return None
+
+
+class UseCaseBase:
+    """Shared state and helpers of the use cases; ModelManager sets the attributes."""
+
+    settings: Settings
+    store: Store
+    registry: Registry
+    history: History
+    limits: ArchiveLimits
+    runtime: Runtime
+    feedback: FeedbackStore
+
+    # --- guards --------------------------------------------------------------------------------
+    def _require_writable(self, tool: str) -> None:
+        if self.settings.read_only:
+            raise ReadOnlyError(f"The server was started read-only; {tool} would change the store and is refused.")
+
+    def read_registry(self) -> Snapshot:
+        """For changing use cases: raises RegistryCorruptError when registry.json does not parse."""
+        return self.registry.read()
+
+    def read_registry_for_reading(self) -> tuple[Snapshot, str | None]:
+        """For reading use cases: the registry, or the last good copy with the reason it is used."""
+        from model_mcp.core.errors import RegistryCorruptError
+
+        try:
+            return self.registry.read(), None
+        except RegistryCorruptError as exc:
+            return self.registry.read_last_good(), str(exc)
+
+    @contextlib.contextmanager
+    def _audit_failure(self, event: str, *, version: str | None = None, **extra: Any) -> Iterator[None]:
+        """Record a refused change in the audit trail (the one trace a failed call leaves), then re-raise."""
+        try:
+            yield
+        except ModelMcpError as exc:
+            if exc.code not in ("read_only",):
+                try:
+                    self.history.record(event, version=version, outcome="failed",
+                                        detail=f"[{exc.code}] {exc}", **{k: v for k, v in extra.items() if v})
+                except ModelMcpError:
+                    log.warning("audit_not_recorded", audit_event=event, exc_info=True)
+            raise
+
+    # --- reports -------------------------------------------------------------------------------
+    def report_path_for(self, version: str) -> Path:
+        return self.store.report_path(version)
+
+    def save_report(self, report: ValidationReport) -> None:
+        atomic_write_json(self.report_path_for(report.version), report.model_dump(mode="json"))
+
+    def load_report(self, version: str) -> ValidationReport | None:
+        try:
+            raw = self.report_path_for(version).read_bytes()
+            return ValidationReport.model_validate_json(raw)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    @staticmethod
+    def _public_entry(entry: RegistryEntry) -> dict[str, Any]:
+        data = entry.model_dump(mode="json")
+        data.pop("files", None)  # per-file hashes are get_model's business
+        return data
+
+    def _entry_or_not_found(self, snapshot: Snapshot, version: str) -> RegistryEntry:
+        check_version_name(version)
+        entry = snapshot.get(version)
+        if entry is None:
+            raise NotFoundError(f"No version {version} is registered; list_models shows the registered versions.")
+        return entry
+
+    def _read_metadata(self, entry: RegistryEntry) -> dict[str, Any] | None:
+        try:
+            raw = (self.store.resolve_entry_path(entry.path) / "metadata.json").read_bytes()
+            value = json.loads(raw)
+            return value if isinstance(value, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def _default_version(self, snapshot: Snapshot, version: str | None) -> str:
+        if version is not None:
+            return version
+        deployed = snapshot.deployed
+        if deployed is None:
+            raise NotFoundError("No version was given and none is deployed; name a version (see list_models).")
+        return deployed.version
+
+    def _entry_fingerprint(self, entry: RegistryEntry) -> dict[str, str]:
+        files = getattr(entry, "files", None)
+        if isinstance(files, dict) and files:
+            return {name: info["sha256"] for name, info in sorted(files.items()) if isinstance(info, dict)}
+        from model_mcp.core.archive import hash_file
+        from model_mcp.core.package import list_package_files
+
+        root = self.store.resolve_entry_path(entry.path)
+        return {name: hash_file(root / name)[0] for name in list_package_files(root)}

@@ -1,0 +1,371 @@
+"""Import use cases: ZIP and folder packages through one staged, journaled publish; hand-placed folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from model_mcp.core.archive import (
+    decode_base64_upload,
+    extract_zip,
+    read_upload_path,
+)
+from model_mcp.core.errors import (
+    InvalidInputError,
+    ModelLoadFailedError,
+    ModelMcpError,
+    UntrustedModelError,
+    VersionConflictError,
+)
+from model_mcp.core.isolated_probe import ProbeResult
+from model_mcp.core.package import (
+    FileDigest,
+    PackageContents,
+    copy_package_folder,
+    inspect_package,
+    package_fingerprint,
+)
+from model_mcp.core.registry import Snapshot
+from model_mcp.core.schemas import (
+    DiscoverResult,
+    DiscoveryProblem,
+    ImportResult,
+    RegistryEntry,
+    utc_now,
+)
+from model_mcp.core.store import (
+    atomic_write_json,
+    check_version_name,
+    remove_tree,
+    storage_error,
+)
+from model_mcp.core.unpickler import load_trusted
+from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
+from model_mcp.core.validation import (
+    ValidationOutcome,
+    isolated_probe,
+    validate_package,
+)
+from model_mcp.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class _AlreadyPresent(Exception):
+    def __init__(self, result: ImportResult) -> None:
+        super().__init__(result.version)
+        self.result = result
+
+
+class ImportCases(UseCaseBase):
+    """import_zip, import_folder, discover_models and the start-up recovery of interrupted publishes."""
+
+    # --- import --------------------------------------------------------------------------------
+    def import_zip(
+        self,
+        *,
+        path: str | None = None,
+        content_base64: str | None = None,
+        filename: str | None = None,
+        source: str = "zip",
+        origin: str | None = None,
+        progress: Progress | None = None,
+    ) -> ImportResult:
+        self._require_writable("import_zip")
+        with self._audit_failure("import", origin=origin or filename or (Path(path).name if path else None),
+                                 source=source):
+            return self._import_zip(path=path, content_base64=content_base64, filename=filename, source=source,
+                                    origin=origin, progress=progress or _no_progress)
+
+    def _import_zip(self, *, path: str | None, content_base64: str | None, filename: str | None, source: str,
+                    origin: str | None, progress: Progress) -> ImportResult:
+        if (path is None) == (content_base64 is None):
+            raise InvalidInputError("Give exactly one of `path` (a .zip on the server's disk) or `content_base64`.")
+        self.read_registry()  # a damaged registry refuses changes before any work
+        if path is not None:
+            upload: Path | bytes = read_upload_path(path, self.limits)
+            origin = origin or Path(path).name
+        else:
+            assert content_base64 is not None
+            upload = decode_base64_upload(content_base64, self.limits)
+            origin = origin or (filename or "upload.zip")
+        progress(0, None, "checking the archive")
+        with self.store.staging() as stage:
+            package_dir = stage / "package"
+            package_dir.mkdir()
+
+            def on_bytes(done: int, total: int) -> None:
+                progress(done, total, "extracting")
+
+            extraction = extract_zip(upload, package_dir, self.limits, on_bytes)
+            digests = {name: FileDigest(f.sha256, f.size) for name, f in extraction.files.items()}
+            extra_warnings = [f"Skipped {name}: not part of a package." for name in extraction.ignored
+                              if not name.endswith("/")]
+            return self._import_staged(package_dir, digests, source=source, origin=origin,
+                                       progress=progress, extra_warnings=extra_warnings)
+
+    def import_folder(self, folder: Path, *, source: str, origin: str | None = None,
+                      progress: Progress | None = None) -> ImportResult:
+        """Import a folder package (training service): copied into staging, then the same path."""
+        self._require_writable("import")
+        with self._audit_failure("import", origin=origin or folder.name, source=source), \
+                self.store.staging() as stage:
+            self.read_registry()
+            package_dir = stage / "package"
+            try:
+                digests = copy_package_folder(folder, package_dir, max_files=self.limits.max_members,
+                                              max_total_bytes=self.limits.max_unpacked_bytes)
+            except OSError as exc:
+                raise storage_error(exc, "copying the package into staging") from exc
+            return self._import_staged(package_dir, digests, source=source, origin=origin or folder.name,
+                                       progress=progress or _no_progress, extra_warnings=[])
+
+    def _import_staged(self, package_dir: Path, digests: dict[str, FileDigest] | None, *, source: str,
+                       origin: str, progress: Progress, extra_warnings: list[str]) -> ImportResult:
+        contents = inspect_package(package_dir, digests)
+        version = contents.version
+        fingerprint = package_fingerprint(contents.files)
+        # Under the lock: another process may be between its rename into models/ and its registry
+        # write, and must not look like a folder placed by hand.
+        with self.store.lock():
+            existing = self._existing_import(version, fingerprint)
+        if existing is not None:
+            return existing
+        progress(0, None, "loading the model")
+        estimator, probe = self._first_load(contents)
+        progress(0, None, "validating")
+        outcome = validate_package(package_dir, version=version, settings=self.settings, contents=contents,
+                                   estimator=estimator, digests=contents.files, probe=probe)
+        status = "available" if outcome.report.passed else "failed"
+        try:
+            entry = self._publish(package_dir, contents, outcome, status=status, source=source, origin=origin)
+        except _AlreadyPresent as race:
+            return race.result
+        self.history.record("import", version=version, outcome="ok",
+                            detail=f"Imported {origin} from {source} as {status} "
+                                   f"(quality {outcome.report.quality_score:.0f}).", source=source)
+        progress(1, 1, "imported")
+        return ImportResult(
+            version=version, model_name=contents.metadata.model_name, status=entry.status,
+            already_present=False, warnings=contents.warnings + extra_warnings,
+            missing_optional_files=contents.missing_optional, extra_files=contents.extra_files,
+            validation=outcome.report.summary(), source=entry.source, path=entry.path,
+        )
+
+    def _first_load(self, contents: PackageContents) -> tuple[Any, ProbeResult | None]:
+        """Load a new package's model: first in a child process, then here.
+
+        A pickle naming an untrusted global, or one that does not load, fails the import with its
+        code (`untrusted_model`, `model_load_failed`); one that crashes or hangs the child while
+        loading fails as `model_load_failed` and is never loaded in this process.
+        """
+        probe = isolated_probe(contents, self.settings)
+        if probe is not None and not probe.ok and probe.load_ms is None:
+            message = probe.detail.split("] ", 1)[1] if probe.detail.startswith("[") else probe.detail
+            raise (UntrustedModelError if probe.code == "untrusted_model" else ModelLoadFailedError)(message)
+        estimator = load_trusted(contents.model_path, self.settings.trusted_pairs,
+                                 max_bytes=self.settings.max_unpacked_bytes)
+        return estimator, probe
+
+    def _existing_import(self, version: str, fingerprint: dict[str, str]) -> ImportResult | None:
+        snapshot = self.read_registry()
+        entry = snapshot.get(version)
+        if entry is None:
+            if self.store.version_dir(version).exists():
+                raise VersionConflictError(
+                    f"A folder models/{version} exists but is not registered; run discover_models to register "
+                    "it, or remove it, before importing this version."
+                )
+            return None
+        if self._entry_fingerprint(entry) != fingerprint:
+            raise VersionConflictError(
+                f"Version {version} is already registered with different content. Give the new package its own "
+                "version (metadata.json `version`)."
+            )
+        report = self.load_report(version)
+        metadata = self._read_metadata(entry)
+        return ImportResult(
+            version=version, model_name=entry.model_name or (metadata or {}).get("model_name", ""),
+            status=entry.status, already_present=True,
+            warnings=[f"Version {version} was already imported with the same content; nothing changed."],
+            missing_optional_files=[], extra_files=[],
+            validation=report.summary() if report else None, source=entry.source, path=entry.path,
+        )
+
+    def _publish(self, package_dir: Path, contents: PackageContents, outcome: ValidationOutcome, *,
+                 status: str, source: str, origin: str) -> RegistryEntry:
+        """Move the staged package into models/<version> and register it, as one step.
+
+        A journal file (staging/publish-<version>.json) is written before the rename and removed after
+        the registry write: if the process dies in between, the next start finds the journal, sees no
+        registry entry, and removes the half-published folder.
+        """
+        version = contents.version
+        target = self.store.version_dir(version)
+        journal = self.store.staging_dir / f"publish-{version}.json"
+        now = utc_now()
+        metadata = contents.metadata
+        entry = RegistryEntry(
+            version=version, model_name=metadata.model_name, status=status,  # type: ignore[arg-type]
+            path=f"models/{version}", created_at=metadata.created_at, imported_at=now,
+            source=source, quality_score=outcome.report.quality_score,  # type: ignore[arg-type]
+        )
+        extra = {
+            "model_type": metadata.model_type,
+            "origin": origin,
+            "files": {n: {"sha256": d.sha256, "size": d.size} for n, d in sorted(contents.files.items())},
+            "validated_at": outcome.report.generated_at,
+        }
+        for key, value in extra.items():
+            setattr(entry, key, value)
+
+        with self.store.lock():
+            # Checked again under the lock: another request or process may have imported this
+            # version while we validated. The same content makes this import a no-op.
+            existing = self._existing_import(version, package_fingerprint(contents.files))
+            if existing is not None:
+                raise _AlreadyPresent(existing)
+            atomic_write_json(journal, {"version": version, "target": str(target.relative_to(self.store.home))})
+            try:
+                self.store.models_dir.mkdir(parents=True, exist_ok=True)
+                os.rename(package_dir, target)
+            except OSError as exc:
+                journal.unlink(missing_ok=True)
+                raise storage_error(exc, f"moving version {version} into models/") from exc
+            try:
+                self.save_report(outcome.report)
+
+                def add(snap: Snapshot) -> None:
+                    snap.entries[version] = entry
+
+                self.registry.update(add)
+            except BaseException:
+                remove_tree(target)
+                self.report_path_for(version).unlink(missing_ok=True)
+                journal.unlink(missing_ok=True)
+                raise
+            journal.unlink(missing_ok=True)
+        return entry
+
+    def _recover_journal(self) -> None:
+        if not self.store.staging_dir.is_dir():
+            return
+        snapshot = self.registry.read()
+        for journal in self.store.staging_dir.glob("delete-*.json"):
+            try:
+                data = json.loads(journal.read_text())
+                version = check_version_name(data["version"])
+                folder = self.store.resolve_entry_path(data["folder"])
+            except Exception:
+                journal.unlink(missing_ok=True)
+                continue
+            trash = self.store.inside(self.store.staging_dir, str(data.get("trash", f"trash-{version}")))
+            if version in snapshot.entries and trash.is_dir() and not folder.exists():
+                log.warning("undo_interrupted_delete", version=version)
+                os.rename(trash, folder)
+            journal.unlink(missing_ok=True)
+        for journal in self.store.staging_dir.glob("publish-*.json"):
+            try:
+                data = json.loads(journal.read_text())
+                version = check_version_name(data["version"])
+            except Exception:
+                journal.unlink(missing_ok=True)
+                continue
+            if version not in snapshot.entries:
+                log.warning("undo_interrupted_publish", version=version)
+                remove_tree(self.store.version_dir(version))
+                self.report_path_for(version).unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
+
+    # --- hand-placed models --------------------------------------------------------------------
+    def discover_models(self) -> DiscoverResult:
+        """Register folders placed by hand under models/ (source `manual`), validated like an import.
+
+        A folder's version is the one its package gives (not its folder name); its `path` is the
+        folder as placed. Broken folders are reported with the code of the first failing check and
+        left exactly as they are.
+        """
+        self._require_writable("discover_models")
+        snapshot = self.read_registry()
+        known_paths = {self.store.resolve_entry_path(e.path).resolve() for e in snapshot.entries.values()}
+        registered: list[str] = []
+        problems: list[DiscoveryProblem] = []
+        if not self.store.models_dir.is_dir():
+            return DiscoverResult(registered=[], problems=[])
+        for folder in sorted(self.store.models_dir.iterdir()):
+            if folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir():
+                continue
+            if folder.resolve() in known_paths:
+                continue
+            try:
+                version = self._register_manual(folder)
+            except ModelMcpError as exc:
+                problems.append(DiscoveryProblem(folder=f"models/{folder.name}", code=exc.code, message=str(exc)))
+                continue
+            if version is not None:
+                registered.append(version)
+        return DiscoverResult(registered=registered, problems=problems)
+
+    def _register_manual(self, folder: Path) -> str | None:
+        contents = inspect_package(folder)
+        version = contents.version
+        estimator, probe = self._first_load(contents)
+        outcome = validate_package(folder, version=version, settings=self.settings, contents=contents,
+                                   estimator=estimator, digests=contents.files, probe=probe)
+        status = "available" if outcome.report.passed else "failed"
+        metadata = contents.metadata
+        entry = RegistryEntry(
+            version=version, model_name=metadata.model_name, status=status,  # type: ignore[arg-type]
+            path=f"models/{folder.name}", created_at=metadata.created_at, imported_at=utc_now(),
+            source="manual", quality_score=outcome.report.quality_score,
+        )
+        entry.model_type = metadata.model_type  # type: ignore[attr-defined]
+        entry.files = {n: {"sha256": d.sha256, "size": d.size}  # type: ignore[attr-defined]
+                       for n, d in sorted(contents.files.items())}
+        entry.validated_at = outcome.report.generated_at  # type: ignore[attr-defined]
+
+        def add(snap: Snapshot) -> bool:
+            if version in snap.entries:
+                same_folder = self.store.resolve_entry_path(snap.entries[version].path).resolve() == folder.resolve()
+                if same_folder:
+                    return False  # registered meanwhile (an import publishing this very folder)
+                raise VersionConflictError(
+                    f"models/{folder.name} holds version {version}, which is already registered at "
+                    f"{snap.entries[version].path}; rename or remove one of them."
+                )
+            snap.entries[version] = entry
+            return True
+
+        with self.store.lock():
+            if not self.registry.update(add):
+                return None
+            self.save_report(outcome.report)
+        self.history.record("discover", version=version, outcome="ok", source="manual",
+                            detail=f"Registered models/{folder.name} as {status} (quality "
+                                   f"{outcome.report.quality_score:.0f}).")
+        return version
+
+    def discover_in_background(self) -> threading.Thread | None:
+        """Discovery at start, off the start path (validation loads scikit-learn)."""
+        if self.settings.read_only:
+            return None
+
+        def run() -> None:
+            try:
+                result = self.discover_models()
+            except ModelMcpError as exc:
+                log.warning("discovery_skipped", code=exc.code, reason=str(exc))
+                return
+            except Exception:
+                log.error("discovery_crashed", exc_info=True)
+                return
+            if result.registered or result.problems:
+                log.info("discovered", registered=result.registered,
+                         problems=[p.model_dump() for p in result.problems])
+
+        thread = threading.Thread(target=run, name="discover", daemon=True)
+        thread.start()
+        return thread

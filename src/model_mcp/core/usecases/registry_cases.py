@@ -1,0 +1,201 @@
+"""Registry use cases: list, get, validate, delete, and the audit trail."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from model_mcp.core.errors import (
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+)
+from model_mcp.core.registry import Snapshot
+from model_mcp.core.schemas import (
+    DeleteResult,
+    FileInfo,
+    GetModelResult,
+    HistoryResult,
+    ListModelsResult,
+    ValidationReport,
+    ValidationSummary,
+)
+from model_mcp.core.store import (
+    atomic_write_json,
+    remove_tree,
+    storage_error,
+)
+from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
+from model_mcp.core.validation import validate_package
+from model_mcp.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class RegistryCases(UseCaseBase):
+    """list_models, get_model, validate, delete_model, get_history."""
+
+    # --- reading -------------------------------------------------------------------------------
+    def list_models(self, *, status: str | None = None, model_name: str | None = None, limit: int | None = None,
+                    offset: int = 0) -> ListModelsResult:
+        if limit is not None and limit < 0 or offset < 0:
+            raise InvalidInputError("`limit` and `offset` must not be negative.")
+        snapshot, problem = self.read_registry_for_reading()
+        entries = list(snapshot.entries.values())
+        if status is not None:
+            entries = [e for e in entries if e.status == status]
+        if model_name is not None:
+            entries = [e for e in entries if e.model_name == model_name]
+        entries.sort(key=lambda e: (e.created_at or "", e.imported_at or "", e.version), reverse=True)
+        total = len(entries)
+        page = entries[offset: offset + limit if limit is not None else None]
+        deployed = snapshot.deployed
+        return ListModelsResult(
+            models=[self._public_entry(e) for e in page],
+            deployed_version=deployed.version if deployed else None,
+            total=total,
+            deployed_load_error=self.deployed_load_error(),
+            registry_problem=problem,
+        )
+
+    def deployed_load_error(self) -> str | None:
+        error = self.runtime.load_error
+        return f"{error['version']}: {error['message']}" if error else None
+
+    def get_model(self, *, version: str | None = None) -> GetModelResult:
+        snapshot, _problem = self.read_registry_for_reading()
+        version = self._default_version(snapshot, version)
+        entry = self._entry_or_not_found(snapshot, version)
+        files_raw = getattr(entry, "files", None)
+        if isinstance(files_raw, dict) and files_raw:
+            files = {n: FileInfo(sha256=i["sha256"], size=i["size"]) for n, i in files_raw.items()}
+        else:
+            from model_mcp.core.archive import hash_file
+            from model_mcp.core.package import list_package_files
+
+            root = self.store.resolve_entry_path(entry.path)
+            files = {}
+            for name in list_package_files(root) if root.is_dir() else []:
+                digest, size = hash_file(root / name)
+                files[name] = FileInfo(sha256=digest, size=size)
+        report = self.load_report(version)
+        deployments = self.history.events(kind="deployments", version=version, limit=200)
+        return GetModelResult(
+            entry=self._public_entry(entry), metadata=self._read_metadata(entry), files=files,
+            validation=report.summary() if report else None, deployments=deployments,
+        )
+
+    def entry_with_metadata(self, version: str) -> dict[str, Any]:
+        result = self.get_model(version=version)
+        return {"entry": result.entry, "metadata": result.metadata, "validation": result.validation and
+                result.validation.model_dump(mode="json")}
+
+    def validation_report(self, version: str) -> ValidationReport:
+        snapshot, _ = self.read_registry_for_reading()
+        self._entry_or_not_found(snapshot, version)
+        report = self.load_report(version)
+        if report is None:
+            raise NotFoundError(f"Version {version} has no validation report yet; call validate to create one.")
+        return report
+
+    # --- validate ------------------------------------------------------------------------------
+    def validate(self, *, version: str | None = None, deep: bool = True,
+                 progress: Progress | None = None) -> ValidationReport:
+        self._require_writable("validate")
+        progress = progress or _no_progress
+        snapshot = self.read_registry()
+        version = self._default_version(snapshot, version)
+        entry = self._entry_or_not_found(snapshot, version)
+        root = self.store.resolve_entry_path(entry.path)
+        progress(0, None, "validating")
+        outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
+                                   recorded=getattr(entry, "files", None))
+        report = outcome.report
+        self.save_report(report)
+
+        def record(snap: Snapshot) -> None:
+            current = snap.entries.get(version)
+            if current is None:
+                return  # deleted meanwhile by another process
+            if current.status != "deployed":
+                current.status = "available" if report.passed else "failed"
+            current.quality_score = report.quality_score
+            current.validated_at = report.generated_at  # type: ignore[attr-defined]
+
+        self.registry.update(record)
+        summary = report.summary()
+        self.history.record("validate", version=version, outcome="passed" if report.passed else "failed",
+                            detail=f"quality {report.quality_score:.0f}; failed: {summary.failed_checks or 'none'}; "
+                                   f"warnings: {summary.warning_checks or 'none'}")
+        progress(1, 1, "validated")
+        return report
+
+    def validation_summary(self, version: str) -> ValidationSummary | None:
+        report = self.load_report(version)
+        return report.summary() if report else None
+
+    # --- delete --------------------------------------------------------------------------------
+    def delete_model(self, *, version: str) -> DeleteResult:
+        self._require_writable("delete_model")
+        with self._audit_failure("delete", version=version if isinstance(version, str) else None):
+            return self._delete(version)
+
+    def _delete(self, version: str) -> DeleteResult:
+        """Remove a version that is not deployed: its files, its report and its entry.
+
+        The folder is first moved into staging/ (one rename), then the entry removed, then the
+        files deleted. A journal makes a crash in between safe: at start, a trashed folder whose
+        entry is still registered is moved back; one whose entry is gone is removed.
+        """
+        with self.store.lock():
+            snapshot = self.read_registry()
+            entry = self._entry_or_not_found(snapshot, version)
+            if entry.status == "deployed":
+                raise InvalidStateError(
+                    f"Version {version} is deployed; deploy or roll back to another version before deleting it."
+                )
+            folder = self.store.resolve_entry_path(entry.path)
+            inside_models = folder.resolve().parent == self.store.models_dir.resolve()
+            trash = self.store.staging_dir / f"trash-{os.getpid()}-{version}"
+            journal = self.store.staging_dir / f"delete-{version}.json"
+            moved = False
+            if inside_models and folder.is_dir():
+                atomic_write_json(journal, {"version": version, "folder": entry.path, "trash": trash.name})
+                try:
+                    os.rename(folder, trash)
+                except OSError as exc:
+                    journal.unlink(missing_ok=True)
+                    raise storage_error(exc, f"removing version {version}") from exc
+                moved = True
+
+            def remove(snap: Snapshot) -> None:
+                snap.entries.pop(version, None)
+
+            try:
+                self.registry.update(remove)
+            except BaseException:
+                if moved:
+                    os.rename(trash, folder)
+                    journal.unlink(missing_ok=True)
+                raise
+            remove_tree(trash)
+            self.report_path_for(version).unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
+        detail = f"Deleted {entry.path}." if moved else (
+            f"Removed the entry; its folder {entry.path} is outside models/ and was left in place.")
+        self.history.record("delete", version=version, outcome="ok", detail=detail)
+        return DeleteResult(version=version, deleted=True, files_removed=moved)
+
+    # --- history -------------------------------------------------------------------------------
+    def get_history(self, *, kind: str = "all", limit: int = 50) -> HistoryResult:
+        if kind not in ("deployments", "transfers", "all"):
+            raise InvalidInputError("`kind` must be deployments, transfers or all.")
+        if limit < 1 or limit > 10_000:
+            raise InvalidInputError("`limit` must be between 1 and 10000.")
+        events = self.history.events(kind=kind, limit=limit)  # type: ignore[arg-type]
+        return HistoryResult(events=[_public_event(e) for e in events])
+
+
+def _public_event(event: dict[str, Any]) -> dict[str, Any]:
+    base = {key: event.get(key) for key in ("at", "event", "version", "outcome", "detail")}
+    return {**base, **{k: v for k, v in event.items() if k not in base}}

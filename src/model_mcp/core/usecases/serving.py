@@ -1,0 +1,316 @@
+"""Serving use cases: the resident model, deploy and rollback, predict, performance figures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from model_mcp.core.errors import (
+    InvalidStateError,
+    ModelMcpError,
+    NoDeployedModelError,
+    NoRollbackTargetError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from model_mcp.core.monitoring import operational_alerts
+from model_mcp.core.registry import Snapshot
+from model_mcp.core.runtime import ResidentModel
+from model_mcp.core.schemas import (
+    Alert,
+    DeployResult,
+    PerformanceReport,
+    RegistryEntry,
+    Resources,
+    ValidationSummary,
+    parse_manifest,
+    utc_now,
+)
+from model_mcp.core.store import check_version_name
+from model_mcp.core.unpickler import load_trusted
+from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
+from model_mcp.core.validation import validate_package
+from model_mcp.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class ServingCases(UseCaseBase):
+    """deploy, rollback, predict, performance_report, and loading the deployed model."""
+
+    # --- serving: the resident model -----------------------------------------------------------
+    def load_deployed_in_background(self) -> threading.Thread | None:
+        """At server start: load the registry's deployed version without holding up `initialize`.
+
+        Predicts that arrive meanwhile wait for the load (Runtime.begin_loading). A failure is logged
+        and shown by list_models and performance_report; the server keeps running.
+        """
+        try:
+            snapshot, problem = self.read_registry_for_reading()
+        except ModelMcpError as exc:
+            log.error("deployed_not_loaded", reason=str(exc))
+            return None
+        if problem is not None:  # damaged: the reading tools answer from the last good copy, so does predict
+            log.error("registry_damaged_serving_last_good", reason=problem)
+        deployed = snapshot.deployed
+        if deployed is None:
+            return None
+        self.runtime.begin_loading(deployed.version)
+        thread = threading.Thread(target=self._load_into_runtime, args=(deployed,), name="load-deployed",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _load_into_runtime(self, entry: RegistryEntry) -> None:
+        try:
+            resident = self._load_resident(entry)
+        except ModelMcpError as exc:
+            self.runtime.load_failed(entry.version, f"[{exc.code}] {exc}")
+        except Exception as exc:  # a start load must never take the server down
+            log.error("deployed_load_crashed", version=entry.version, exc_info=exc)
+            self.runtime.load_failed(entry.version, "[internal_error] the model could not be loaded")
+        else:
+            self.runtime.install(resident)
+            log.info("deployed_loaded", version=entry.version, load_ms=round(resident.load_ms, 1))
+
+    def _load_resident(self, entry: RegistryEntry) -> ResidentModel:
+        """Load a registered version for serving: model.joblib's hash checked, trusted loader."""
+        from model_mcp.core.archive import hash_file
+        from model_mcp.core.errors import HashMismatchError
+
+        root = self.store.resolve_entry_path(entry.path)
+        model_path = root / "model.joblib"
+        if not model_path.is_file():
+            raise NotFoundError(f"Version {entry.version} has no model.joblib on disk.")
+        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
+        digest, size = hash_file(model_path)
+        if isinstance(expected, dict) and expected.get("sha256") not in (None, digest):
+            raise HashMismatchError(f"model.joblib of version {entry.version} changed on disk since import.")
+        metadata = self._read_metadata(entry) or {}
+        started = time.perf_counter()
+        estimator = load_trusted(model_path, self.settings.trusted_pairs, max_bytes=self.settings.max_unpacked_bytes)
+        load_ms = (time.perf_counter() - started) * 1000
+        return ResidentModel.create(version=entry.version, estimator=estimator,
+                                    feature_names=metadata.get("feature_names") or [],
+                                    load_ms=load_ms, model_file_bytes=size,
+                                    deployed_at=entry.deployed_at)
+
+    def _follow_registry(self) -> None:
+        """Serve what the registry says is deployed, also when another process deployed it.
+
+        One stat of registry.json per predict (the registry read is cached by its stat); only when
+        the deployed version differs from the resident one is anything loaded.
+        """
+        if self.runtime.loading is not None or self._switch_lock.locked():
+            return  # a load or a switch in this process is under way; it installs the right model
+        try:
+            deployed_version = self.registry.deployed_version()
+        except ModelMcpError:
+            return  # damaged registry: keep serving what is resident
+        current = self.runtime.current
+        if deployed_version is None or (current is not None and current.version == deployed_version):
+            return
+        error = self.runtime.load_error
+        if error is not None and error["version"] == deployed_version:
+            return  # already failed to load; list_models and performance_report say why
+        with self._follow_lock:
+            current = self.runtime.current
+            deployed = self.registry.read().deployed
+            if deployed is None or (current is not None and current.version == deployed.version):
+                return
+            log.info("following_registry", deployed=deployed.version,
+                     resident=current.version if current else None)
+            self._load_into_runtime(deployed)
+
+    # --- deploy and rollback -------------------------------------------------------------------
+    def deploy(self, *, version: str, progress: Progress | None = None) -> DeployResult:
+        self._require_writable("deploy")
+        return self._switch_to(version, event="deploy", mode="explicit", progress=progress or _no_progress)
+
+    def rollback(self, *, to_version: str | None = None, progress: Progress | None = None) -> DeployResult:
+        self._require_writable("rollback")
+        snapshot = self.read_registry()
+        current = snapshot.deployed
+        if to_version is None:
+            target = self._rollback_target(snapshot)
+            mode = "auto"
+        else:
+            target = self._entry_or_not_found(snapshot, to_version).version
+            if current is not None and current.version == target:
+                raise InvalidStateError(f"Version {target} is already deployed; there is nothing to roll back.")
+            mode = "explicit"
+        return self._switch_to(target, event="rollback", mode=mode, progress=progress or _no_progress)
+
+    def deployment_stack(self) -> list[str]:
+        """The versions that served, oldest first, as deploys and rollbacks left them.
+
+        Replaying the audit trail: a deploy (or a rollback to a named version) pushes its version;
+        a rollback without a target pops the current one. So repeated rollbacks walk back through
+        the deployment history: deploy A, B, C; rollback -> B; rollback -> A.
+        """
+        stack: list[str] = []
+        for event in reversed(self.history.events(kind="deployments", limit=None)):
+            if event.get("outcome") != "ok":
+                continue
+            version = event.get("version")
+            if event.get("event") == "rollback" and event.get("mode") == "auto":
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != version:
+                    stack.append(version)
+            elif not stack or stack[-1] != version:
+                stack.append(version)
+        return stack
+
+    def _rollback_target(self, snapshot: Snapshot) -> str:
+        current = snapshot.deployed
+        if current is None:
+            raise NoRollbackTargetError("Nothing is deployed, so there is nothing to roll back from.")
+        stack = self.deployment_stack()
+        while stack and stack[-1] == current.version:
+            stack.pop()
+        for version in reversed(stack):
+            entry = snapshot.get(version)
+            if entry is not None and entry.status in ("available", "imported") and version != current.version:
+                return version
+        raise NoRollbackTargetError(
+            f"No earlier deployment of another registered, deployable version precedes {current.version}; "
+            "name one with to_version."
+        )
+
+    def _switch_to(self, version: str, *, event: str, mode: str, progress: Progress) -> DeployResult:
+        with self._switch_lock:
+            snapshot = self.read_registry()
+            entry = self._entry_or_not_found(snapshot, version)
+            previous = snapshot.deployed
+            resident = self.runtime.current
+            if entry.status == "deployed" and resident is not None and resident.version == version:
+                report = self.load_report(version)
+                return DeployResult(
+                    deployed_version=version, previous_version=None, load_ms=0.0, probe_ms=0.0,
+                    validation=report.summary() if report else _empty_summary(), already_deployed=True,
+                )
+            if entry.status in ("failed", "archived"):
+                raise InvalidStateError(
+                    f"Version {version} is {entry.status} and cannot be deployed; "
+                    + ("validate it again once fixed." if entry.status == "failed" else "import it again.")
+                )
+            progress(0, None, "validating before deploy")
+            root = self.store.resolve_entry_path(entry.path)
+            outcome = validate_package(root, version=version, settings=self.settings, deep=True,
+                                       recorded=getattr(entry, "files", None))
+            report = outcome.report
+            if not report.passed or outcome.estimator is None:
+                failed = report.summary().failed_checks
+                self.history.record(event, version=version, outcome="failed", mode=mode,
+                                    detail=f"validation failed: {', '.join(failed)}")
+                raise ValidationFailedError(
+                    f"Version {version} failed pre-deployment validation ({', '.join(failed)}); "
+                    f"{previous.version if previous else 'nothing'} keeps serving.",
+                    data={"report": report.model_dump(mode="json")},
+                )
+            progress(0.8, 1, "switching")
+            now = utc_now()
+            metadata = outcome.contents.metadata if outcome.contents else None
+            new_resident = ResidentModel.create(
+                version=version, estimator=outcome.estimator,
+                feature_names=metadata.feature_names if metadata else [],
+                load_ms=outcome.load_ms or 0.0, model_file_bytes=outcome.model_file_bytes or 0, deployed_at=now,
+            )
+
+            def switch(snap: Snapshot) -> str | None:
+                target = snap.entries.get(version)
+                if target is None:
+                    raise NotFoundError(f"Version {version} was deleted while it was being deployed.")
+                before = snap.deployed
+                if before is not None and before.version != version:
+                    before.status = "available"
+                target.status = "deployed"
+                target.deployed_at = now
+                target.quality_score = report.quality_score
+                return before.version if before is not None and before.version != version else None
+
+            previous_version = self.registry.update(switch)
+            # The registry is written: from here the new model serves. One reference swap.
+            self.runtime.install(new_resident)
+            try:
+                self.save_report(report)
+            except ModelMcpError:
+                log.warning("report_not_saved", version=version, exc_info=True)
+            self.history.record(
+                event, version=version, outcome="ok", mode=mode, previous=previous_version,
+                detail=f"{event} {version} (from {previous_version or 'nothing'}); "
+                       f"load {outcome.load_ms or 0:.1f} ms, probe {outcome.probe_ms or 0:.1f} ms",
+            )
+            progress(1, 1, "deployed")
+            return DeployResult(
+                deployed_version=version, previous_version=previous_version, load_ms=round(outcome.load_ms or 0, 3),
+                probe_ms=None if outcome.probe_ms is None else round(outcome.probe_ms, 3),
+                validation=report.summary(), rolled_back=event == "rollback",
+            )
+
+    # --- predict -------------------------------------------------------------------------------
+    def predict(self, *, rows: Any, version: str | None = None) -> dict[str, Any]:
+        self._follow_registry()
+        if self.runtime.current is None and self.runtime.loading is None:
+            error = self.runtime.load_error
+            if error is not None:
+                raise NoDeployedModelError(
+                    f"The deployed version {error['version']} could not be loaded ({error['message']}); "
+                    "deploy a version that validates."
+                )
+        return self.runtime.predict(rows, version=version)
+
+    # --- performance -----------------------------------------------------------------------------
+    def manifest_resources(self, version: str) -> Resources | None:
+        """The manifest's resource limits of a registered version (None when it sets none)."""
+        snapshot, _ = self.read_registry_for_reading()
+        entry = snapshot.get(version)
+        if entry is None:
+            return None
+        try:
+            raw = (self.store.resolve_entry_path(entry.path) / "deployment_manifest.json").read_bytes()
+            return parse_manifest(raw).resources
+        except (OSError, ModelMcpError):
+            return None
+
+    def performance_report(self, *, version: str | None = None) -> PerformanceReport:
+        if version is not None:
+            check_version_name(version)
+        target = version
+        if target is None:
+            current = self.runtime.current
+            if current is not None:
+                target = current.version
+            else:
+                snapshot, _ = self.read_registry_for_reading()
+                deployed = snapshot.deployed
+                if deployed is None:
+                    raise NoDeployedModelError("Nothing is deployed; name a version or deploy one first.")
+                target = deployed.version
+        try:
+            figures = self.runtime.performance(target)
+        except NotFoundError:
+            snapshot, _ = self.read_registry_for_reading()
+            entry = self._entry_or_not_found(snapshot, target)
+            figures = _zero_figures(target, entry.deployed_at)
+        alerts = operational_alerts(figures, self.manifest_resources(target))
+        error = self.runtime.load_error
+        if error is not None and error["version"] == target:
+            figures["load_error"] = error["message"]
+            alerts.insert(0, Alert(kind="resource", severity="critical", message=(
+                f"The deployed version {target} could not be loaded at start ({error['message']}); nothing "
+                "serves. Deploy or roll back to a version that validates.")))
+        return PerformanceReport(alerts=alerts, **figures)
+
+
+def _empty_summary() -> ValidationSummary:
+    return ValidationSummary(passed=True, quality_score=0.0, failed_checks=[], warning_checks=[])
+
+
+def _zero_figures(version: str, deployed_at: str | None) -> dict[str, Any]:
+    return {"version": version, "deployed_at": deployed_at, "n_requests": 0, "n_rows": 0, "n_errors": 0,
+            "error_rate": 0.0, "latency_ms": {"p50": None, "p95": None, "p99": None},
+            "throughput_rows_per_s": None, "anomaly_rate": None, "model_file_bytes": None, "memory_bytes": None,
+            "serving": False}
