@@ -65,6 +65,9 @@ class Settings(BaseModel):
     recent_window_rows: int = 5000
     baseline_rows: int = 1000
     drift_share_threshold: float = 0.5
+    drift_alpha: float = 0.05  # family-wise, across features (Holm)
+    drift_psi_moderate: float = 0.1
+    drift_psi_significant: float = 0.25
     feedback_max_requests: int = 1000
 
     # Transport.

@@ -261,3 +261,19 @@ async def test_weak_metrics_and_small_training_set_warn_and_lower_the_score(clie
     assert weak["status"] == "available"
     assert "quality" in weak["validation"]["warning_checks"]
     assert weak["validation"]["quality_score"] < good["validation"]["quality_score"]
+
+
+async def test_import_and_validate_report_progress(client, packages):
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    result = await client.call_tool("import_zip", {"path": str(packages())}, progress_callback=on_progress)
+    assert not result.is_error
+    messages = [m for _, _, m in seen]
+    assert "extracting" in messages and "validating" in messages and messages[-1] == "imported"
+    seen.clear()
+    result = await client.call_tool("validate", {"version": "20261120_143022"}, progress_callback=on_progress)
+    assert not result.is_error
+    assert [m for _, _, m in seen][-1] == "validated"

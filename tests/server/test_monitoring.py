@@ -171,3 +171,22 @@ async def test_bad_drift_arguments_are_invalid_input(client, packages):
     assert code == "invalid_input"
     code, _ = await call_error(client, "drift_report", window=0)
     assert code == "invalid_input"
+
+
+async def test_the_dataset_threshold_is_configurable(make_settings, packages):
+    from mcp import Client
+
+    from model_mcp.core.manager import ModelManager
+    from model_mcp.server import build_server
+
+    manager = ModelManager(make_settings(drift_share_threshold=0.25))
+    manager.start()
+    async with Client(build_server(manager)) as client:
+        await _deployed(client, packages)
+        X = samples.training_data(n_samples=2000, seed=303)
+        X[:, [1, 4, 6]] += 1.0
+        await _predict_in_batches(client, X)
+        report = await call(client, "drift_report")
+    assert report["share_drifted"] == pytest.approx(3 / 8)
+    assert report["dataset_drift"] is True
+    assert {a["kind"]: a["severity"] for a in report["alerts"]}["feature_drift"] == "critical"

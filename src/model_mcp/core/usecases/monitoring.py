@@ -73,7 +73,11 @@ class MonitoringCases(UseCaseBase):
         names = [str(n) for n in metadata.get("feature_names") or []]
         if not names:
             raise NotFoundError(f"Version {version} has no readable feature_names in metadata.json.")
-        thresholds = DriftThresholds(share_threshold=self.settings.drift_share_threshold)
+        settings = self.settings
+        thresholds = DriftThresholds(
+            share_threshold=settings.drift_share_threshold, alpha=settings.drift_alpha,
+            psi_moderate=settings.drift_psi_moderate, psi_significant=settings.drift_psi_significant,
+        )
         serving = resident if resident is not None and resident.version == version else None
 
         # Current: rows given, else the recent predict inputs (the last `window` rows).
