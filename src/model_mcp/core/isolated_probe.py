@@ -118,6 +118,7 @@ def run_isolated_probe(
             "progress": str(folder / "progress.txt"),
             "trusted": [list(pair) for pair in extra_trusted],
             "max_bytes": max_bytes,
+            "parent_pid": os.getpid(),
             "sys_path": [p for p in sys.path if p and os.path.isabs(p)],
             "extra_sys_path": [str(p) for p in extra_sys_path],
             "check_structure": bool(check_structure),
@@ -266,6 +267,7 @@ def _from_child(result: dict[str, Any], duration_ms: float, memory_mb: int) -> P
 # --- the child ----------------------------------------------------------------------------------
 def _child_main(request: dict[str, Any]) -> int:
     """Runs in the probe process: limits, load, structure, predict; the result as JSON."""
+    _die_with_parent(request.get("parent_pid"))
     _limit_self(request)
     progress = open(request["progress"], "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
 
@@ -277,6 +279,19 @@ def _child_main(request: dict[str, Any]) -> int:
     reach("reporting")
     Path(request["result"]).write_text(json.dumps(result), encoding="utf-8")
     return 0
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: be killed when the server dies (a SIGKILLed server must not leave probes running)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the prctl took effect
 
 
 def _limit_self(request: dict[str, Any]) -> None:
