@@ -53,3 +53,13 @@ async def test_stdio_server_read_only_offers_no_changing_tools(tmp_path):
         tools = {t.name for t in (await client.list_tools()).tools}
         assert "import_zip" not in tools and "validate" not in tools
         assert {"list_models", "get_model"} <= tools
+
+
+def test_starting_the_server_imports_neither_scikit_learn_nor_scipy():
+    """Start-up must stay fast: initialize is answered before any model is loaded."""
+    import subprocess
+
+    code = ("import sys, model_mcp.serve, model_mcp.server, model_mcp.core.manager; "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -6,17 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from model_mcp.core.drift import (
-    DriftThresholds,
-    build_alerts,
-    concept_drift,
-    dataset_verdict,
-    drift_against_profile,
-    drift_against_sample,
-    performance_drift,
-    prediction_drift,
-    profile_covers,
-)
 from model_mcp.core.errors import (
     InsufficientDataError,
     InvalidInputError,
@@ -57,6 +46,19 @@ class MonitoringCases(UseCaseBase):
 
     def drift_report(self, *, version: str | None = None, current: Any = None, reference: Any = None,
                      window: int | None = None) -> DriftReport:
+        # Imported here: scipy.stats costs half a second, which the server's start-up need not pay.
+        from model_mcp.core.drift import (
+            DriftThresholds,
+            build_alerts,
+            concept_drift,
+            dataset_verdict,
+            drift_against_profile,
+            drift_against_sample,
+            performance_drift,
+            prediction_drift,
+            profile_covers,
+        )
+
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise InvalidInputError("`window` must be a positive number of rows.")
         snapshot, _ = self.read_registry_for_reading()
