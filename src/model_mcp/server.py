@@ -26,7 +26,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from model_mcp import __version__
 from model_mcp.core.errors import ModelMcpError
@@ -126,6 +126,31 @@ async def _read_resource(uri: str, fn: Callable[..., Any], /, **kwargs: Any) -> 
     return json.dumps(value, default=str, indent=2)
 
 
+class _Server(MCPServer):
+    """MCPServer whose argument-schema errors answer `[invalid_input]` like every other bad input.
+
+    The SDK reports arguments that fail the input schema as a pydantic dump; an agent acts better on
+    the contract's code and one sentence naming each argument.
+    """
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                raise ToolError(f"[invalid_input] {_describe_arguments(cause)}") from cause
+            raise
+
+
+def _describe_arguments(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        parts.append(f"`{where}` is required" if error["type"] == "missing" else f"`{where}`: {error['msg']}")
+    return "The arguments do not fit the tool's input schema: " + "; ".join(parts) + "."
+
+
 VersionArg = Annotated[
     str | None,
     Field(description="A registered version (see list_models). Omit it to mean the deployed version."),
@@ -133,7 +158,7 @@ VersionArg = Annotated[
 
 
 def build_server(manager: ModelManager) -> MCPServer:
-    server = MCPServer(
+    server = _Server(
         "model-mcp",
         title="model-mcp: anomaly-detection model lifecycle",
         version=__version__,

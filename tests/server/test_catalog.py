@@ -80,3 +80,25 @@ async def test_read_only_offers_only_tools_that_change_nothing(make_settings, pa
         assert result.is_error
     assert store_state(home) == before
     assert (home / "history.jsonl").read_bytes() == history_before
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "named"),
+    [
+        ("list_models", {"limit": -1}, "`limit`"),
+        ("list_models", {"status": "weird"}, "`status`"),
+        ("validate", {"deep": "maybe"}, "`deep`"),
+        ("get_model", {"version": 5}, "`version`"),
+        ("deploy", {}, "`version` is required"),
+        ("get_history", {"kind": "everything"}, "`kind`"),
+        ("record_feedback", {"request_id": "x"}, "`labels` is required"),
+    ],
+)
+async def test_arguments_that_fail_the_schema_answer_invalid_input(client, home, tool, arguments, named):
+    from tests.helpers import call_error
+
+    before = store_state(home)
+    code, message = await call_error(client, tool, **arguments)
+    assert code == "invalid_input"
+    assert named in message
+    assert store_state(home) == before
