@@ -174,3 +174,11 @@ async def test_the_fixture_old_registry_migrates(make_settings, packages, home):
     manager.start()
     listing = manager.list_models()
     assert listing.total == len(json.loads((FIXTURES / "registry.old-format.json").read_text())["models"])
+
+
+async def test_list_models_orders_by_the_moment_not_the_text(client, packages):
+    # 10:00+02:00 is 08:00 UTC: earlier than 09:00Z although its text sorts later.
+    await _import(client, packages, version="later", created_at="2026-11-20T09:00:00Z")
+    await _import(client, packages, version="earlier", created_at="2026-11-20T10:00:00+02:00")
+    listing = await call(client, "list_models")
+    assert [m["version"] for m in listing["models"]] == ["later", "earlier"]

@@ -17,8 +17,9 @@ from model_mcp.core.schemas import (
     GetModelResult,
     HistoryResult,
     ListModelsResult,
+    RegistryEntry,
     ValidationReport,
-    ValidationSummary,
+    parse_timestamp,
 )
 from model_mcp.core.store import (
     atomic_write_json,
@@ -46,7 +47,7 @@ class RegistryCases(UseCaseBase):
             entries = [e for e in entries if e.status == status]
         if model_name is not None:
             entries = [e for e in entries if e.model_name == model_name]
-        entries.sort(key=lambda e: (e.created_at or "", e.imported_at or "", e.version), reverse=True)
+        entries.sort(key=_newest_first_key, reverse=True)
         total = len(entries)
         page = entries[offset: offset + limit if limit is not None else None]
         deployed = snapshot.deployed
@@ -130,10 +131,6 @@ class RegistryCases(UseCaseBase):
         progress(1, 1, "validated")
         return report
 
-    def validation_summary(self, version: str) -> ValidationSummary | None:
-        report = self.load_report(version)
-        return report.summary() if report else None
-
     # --- delete --------------------------------------------------------------------------------
     def delete_model(self, *, version: str) -> DeleteResult:
         self._require_writable("delete_model")
@@ -199,3 +196,17 @@ class RegistryCases(UseCaseBase):
 def _public_event(event: dict[str, Any]) -> dict[str, Any]:
     base = {key: event.get(key) for key in ("at", "event", "version", "outcome", "detail")}
     return {**base, **{k: v for k, v in event.items() if k not in base}}
+
+
+def _newest_first_key(entry: RegistryEntry) -> tuple[float, float, str]:
+    """created_at as a moment (offsets differ between packages), then imported_at, then version."""
+    return (_moment(entry.created_at), _moment(entry.imported_at), entry.version)
+
+
+def _moment(value: str | None) -> float:
+    if not value:
+        return float("-inf")
+    try:
+        return parse_timestamp(value).timestamp()
+    except (ValueError, OverflowError):
+        return float("-inf")
