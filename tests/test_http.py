@@ -60,22 +60,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(token: str | None) -> dict[str, str]:
+def server_env(token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """A clean environment: the parent's MODEL_MCP_* variables must not leak into the server."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **(extra or {})}
     if token is not None:
         env["MODEL_MCP_TOKEN"] = token
     return env
 
 
-def spawn(folder: Path, port: int, *extra: str, token: str | None) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def spawn(folder: Path, port: int, *extra: str, token: str | None,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out, err = folder / "stdout.log", folder / "stderr.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "model_mcp", "serve", "--transport", "http", "--port", str(port),
              "--home", str(folder / "home"), *extra],
-            env=server_env(token), stdout=stdout, stderr=stderr,
+            env=server_env(token, env), stdout=stdout, stderr=stderr,
         )
     return process, out, err
 
@@ -102,9 +103,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, *extra: str, token: str | None) -> Iterator[Running]:
+def running_server(folder: Path, *extra: str, token: str | None,
+                   env: dict[str, str] | None = None) -> Iterator[Running]:
     port = free_port()
-    process, out, err = spawn(folder, port, *extra, token=token)
+    process, out, err = spawn(folder, port, *extra, token=token, env=env)
     try:
         wait_until_listening(process, port, err)
         yield Running(process, port, out, err)
@@ -314,3 +316,14 @@ def test_binding_refusal_and_build_http_app_refuse_an_open_binding(tmp_path):
 def test_request_body_limit_fits_the_largest_base64_upload(tmp_path):
     assert max_request_body_size(Settings(home=tmp_path)) == 716_876_460  # 4*ceil(512 MiB / 3) + 1 MiB
     assert max_request_body_size(Settings(home=tmp_path, max_upload_bytes=3)) == 4 + 1_048_576
+
+
+async def test_allowed_hosts_adds_a_proxy_name(tmp_path):
+    env = {"MODEL_MCP_ALLOWED_HOSTS": "proxy.example,api.example:8443"}
+    with running_server(tmp_path, token=TOKEN, env=env) as running:
+        assert (await post(running.url, token=TOKEN, Host="proxy.example")).status_code == 200
+        assert (await post(running.url, token=TOKEN, Host=f"proxy.example:{running.port}")).status_code == 200
+        assert (await post(running.url, token=TOKEN, Host="api.example:8443")).status_code == 200
+        assert (await post(running.url, token=TOKEN, Host="api.example:9999")).status_code == 421
+        assert (await post(running.url, token=TOKEN, Host="evil.example")).status_code == 421
+        assert (await post(running.url, token=TOKEN, Origin="http://proxy.example")).status_code == 200

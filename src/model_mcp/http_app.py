@@ -128,9 +128,20 @@ def allowed_hosts(host: str, port: int) -> list[str]:
     return entries
 
 
-def transport_security_for(host: str, port: int) -> TransportSecuritySettings:
-    """DNS-rebinding protection on, for every binding (the SDK would leave it off beyond loopback)."""
+def transport_security_for(host: str, port: int, extra_hosts: tuple[str, ...] = ()) -> TransportSecuritySettings:
+    """DNS-rebinding protection on, for every binding (the SDK would leave it off beyond loopback).
+
+    `extra_hosts` (MODEL_MCP_ALLOWED_HOSTS) adds the names clients use that the machine does not
+    know itself: a DNS alias, a reverse proxy's name. Each is `name` (any port) or `name:port`.
+    """
     hosts = allowed_hosts(host, port)
+    for extra in extra_hosts:
+        entry = extra.strip()
+        has_port = ":" in entry.rsplit("]", 1)[-1]
+        # A bare name stands for any port, and for no port at all (a proxy on 80 or 443).
+        for allowed in ([entry] if has_port else [entry, f"{entry}:*"]):
+            if allowed and allowed not in hosts:
+                hosts.append(allowed)
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -210,7 +221,7 @@ def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
     refusal = binding_refusal(settings)
     if refusal is not None:
         raise ValueError(refusal)
-    security = transport_security_for(settings.host, settings.port)
+    security = transport_security_for(settings.host, settings.port, settings.allowed_hosts)
     log.info("http_allowed_hosts", allowed_hosts=security.allowed_hosts)
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,

@@ -75,6 +75,8 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = Field(default=None, repr=False)
+    # Extra Host names for HTTP (a DNS alias, a reverse proxy): MODEL_MCP_ALLOWED_HOSTS=a.example,b:8443
+    allowed_hosts: tuple[str, ...] = ()
 
     log_level: str = "INFO"
 
@@ -99,6 +101,8 @@ class Settings(BaseModel):
         for variable in ("MODEL_MCP_TRUSTED_GLOBALS", "MODEL_MCP_TRUSTED_TYPES"):
             if env.get(variable):
                 values["trusted_globals"] = tuple(p for p in env[variable].split(",") if p.strip())
+        if env.get("MODEL_MCP_ALLOWED_HOSTS"):
+            values["allowed_hosts"] = tuple(h.strip() for h in env["MODEL_MCP_ALLOWED_HOSTS"].split(",") if h.strip())
         values.pop("home", None)
         values["home"] = default_home(env)
         for key, value in flags.items():
