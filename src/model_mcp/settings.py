@@ -42,6 +42,9 @@ class Settings(BaseModel):
 
     max_predict_rows: int = 10_000
 
+    # Folders import_zip(path=...) may read from (MODEL_MCP_IMPORT_ROOTS, comma-separated); empty: any.
+    import_roots: tuple[Path, ...] = ()
+
     # Extra trusted pickle globals, as "module:name" (never taken from a package).
     trusted_globals: tuple[str, ...] = ()
 
@@ -101,6 +104,9 @@ class Settings(BaseModel):
         for variable in ("MODEL_MCP_TRUSTED_GLOBALS", "MODEL_MCP_TRUSTED_TYPES"):
             if env.get(variable):
                 values["trusted_globals"] = tuple(p for p in env[variable].split(",") if p.strip())
+        if env.get("MODEL_MCP_IMPORT_ROOTS"):
+            values["import_roots"] = tuple(Path(r.strip()).expanduser() for r in env["MODEL_MCP_IMPORT_ROOTS"].split(",")
+                                           if r.strip())
         if env.get("MODEL_MCP_ALLOWED_HOSTS"):
             values["allowed_hosts"] = tuple(h.strip() for h in env["MODEL_MCP_ALLOWED_HOSTS"].split(",") if h.strip())
         values.pop("home", None)

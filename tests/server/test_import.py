@@ -277,3 +277,33 @@ async def test_import_and_validate_report_progress(client, packages):
     result = await client.call_tool("validate", {"version": "20261120_143022"}, progress_callback=on_progress)
     assert not result.is_error
     assert [m for _, _, m in seen][-1] == "validated"
+
+
+async def test_import_roots_limit_which_paths_import_zip_reads(make_settings, packages, tmp_path, home):
+    from mcp import Client
+
+    from model_mcp.core.manager import ModelManager
+    from model_mcp.server import build_server
+    from model_mcp.settings import Settings
+
+    inside = packages(version="inside")
+    outside_dir = tmp_path / "elsewhere"
+    outside_dir.mkdir()
+    outside = samples.build_package(outside_dir / "p.zip", version="outside")
+    sneaky = inside.parent / "link-out.zip"
+    sneaky.symlink_to(outside)
+    settings = Settings.from_env({"MODEL_MCP_IMPORT_ROOTS": str(inside.parent)}, home=home)
+    assert settings.import_roots == (inside.parent,)
+    manager = ModelManager(settings)
+    manager.start()
+    async with Client(build_server(manager)) as client:
+        before = store_state(home)
+        code, message = await call_error(client, "import_zip", path=str(outside))
+        assert code == "invalid_input" and "MODEL_MCP_IMPORT_ROOTS" in message
+        code, _ = await call_error(client, "import_zip", path=str(inside.parent / ".." / "elsewhere" / "p.zip"))
+        assert code == "invalid_input"
+        code, _ = await call_error(client, "import_zip", path=str(sneaky))
+        assert code == "invalid_input"  # resolved through the link: outside
+        assert store_state(home) == before
+        assert (await call(client, "import_zip", path=str(inside)))["version"] == "inside"
+        assert (await call(client, "import_zip", content_base64=b64(outside)))["version"] == "outside"

@@ -86,6 +86,8 @@ class ImportCases(UseCaseBase):
             raise InvalidInputError("Give exactly one of `path` (a .zip on the server's disk) or `content_base64`.")
         self.read_registry()  # a damaged registry refuses changes before any work
         if path is not None:
+            if source == "zip":
+                self._check_import_root(path)
             upload: Path | bytes = read_upload_path(path, self.limits)
             origin = origin or Path(path).name
         else:
@@ -106,6 +108,27 @@ class ImportCases(UseCaseBase):
                               if not name.endswith("/")]
             return self._import_staged(package_dir, digests, source=source, origin=origin,
                                        progress=progress, extra_warnings=extra_warnings)
+
+    def _check_import_root(self, path: str) -> None:
+        """With MODEL_MCP_IMPORT_ROOTS set, `import_zip(path=...)` reads only below those folders."""
+        roots = self.settings.import_roots
+        if not roots:
+            return
+        try:
+            resolved = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError):
+            resolved = None
+        for root in roots:
+            try:
+                if resolved is not None:
+                    resolved.relative_to(Path(root).expanduser().resolve())
+                    return
+            except ValueError:
+                continue
+        raise InvalidInputError(
+            "`path` is outside the folders this server imports from (MODEL_MCP_IMPORT_ROOTS: "
+            + ", ".join(str(r) for r in roots) + "); put the ZIP there, or send it as `content_base64`."
+        )
 
     def import_folder(self, folder: Path, *, source: str, origin: str | None = None,
                       progress: Progress | None = None) -> ImportResult:
