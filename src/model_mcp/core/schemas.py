@@ -10,7 +10,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,7 @@ Status = Literal["imported", "available", "deployed", "failed", "archived"]
 Source = Literal["zip", "training_service", "manual"]
 CheckStatus = Literal["pass", "warn", "fail", "skip"]
 Number = StrictInt | StrictFloat
+_Doc = TypeVar("_Doc", bound=BaseModel)
 SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -193,20 +194,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_metadata(raw: bytes) -> Metadata:
-    data = _load_json("metadata.json", raw, InvalidMetadataError)
+def _parse_document(document: str, raw: bytes, model: type[_Doc], error: type[Exception]) -> _Doc:
+    data = _load_json(document, raw, error)
     try:
-        return Metadata.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidMetadataError(_describe_errors("metadata.json", exc)) from None
+        raise error(_describe_errors(document, exc)) from None
+
+
+def parse_metadata(raw: bytes) -> Metadata:
+    return _parse_document("metadata.json", raw, Metadata, InvalidMetadataError)
 
 
 def parse_manifest(raw: bytes) -> Manifest:
-    data = _load_json("deployment_manifest.json", raw, InvalidManifestError)
-    try:
-        return Manifest.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidManifestError(_describe_errors("deployment_manifest.json", exc)) from None
+    return _parse_document("deployment_manifest.json", raw, Manifest, InvalidManifestError)
 
 
 # --- the registry ----------------------------------------------------------------------------
