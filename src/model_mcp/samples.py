@@ -1,7 +1,6 @@
 """Builders for sample model packages and training-service folders.
 
-Tests and `model-mcp demo` both need real packages in the contract's format (CONTRACT.md
-section 1): a `model.joblib` holding a real, fitted scikit-learn outlier detector, a
+Tests and `model-mcp demo` both need real packages in the contract's format (docs/package-format.md): a `model.joblib` holding a real, fitted scikit-learn outlier detector, a
 `metadata.json` with a full `feature_profile`, and a `deployment_manifest.json` listing the
 sha256 and size of every other file. Committing such binaries would tie the repository to
 one scikit-learn version, so they are built here, on demand, from fixed seeds.
@@ -490,7 +489,7 @@ def write_training_service(
     versions: Sequence[str] = ("20261101_080000", "20261115_080000"),
     incomplete: bool = True,
 ) -> list[Path]:
-    """A sample training-service folder (CONTRACT.md section 7), returning the package paths.
+    """A sample training-service folder (docs/operations.md, "The training service's folder"), returning the package paths.
 
     With the defaults:
 

@@ -33,7 +33,7 @@ class Settings(BaseModel):
     training_dir: Path | None = None
     read_only: bool = False
 
-    # Archive limits (contract section 6).
+    # Archive limits (docs/operations.md, Configuration).
     max_upload_bytes: int = 512 * MIB
     max_unpacked_bytes: int = 2048 * MIB
     max_members: int = 100
@@ -58,7 +58,7 @@ class Settings(BaseModel):
     probe_timeout_s: float = 60.0
     probe_memory_mb: int = 4096
 
-    # Quality thresholds (contract section 3, "Answers").
+    # Quality thresholds (the `quality` check, README "Validation").
     min_f1: float = 0.6
     min_roc_auc: float = 0.6
     min_training_samples: int = 1000

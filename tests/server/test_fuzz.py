@@ -40,7 +40,7 @@ IMPORT_CODES = frozenset({
     "model_load_failed", "storage_error",
 })
 PREDICT_CODES = frozenset({"invalid_input", "version_mismatch", "storage_error"})
-# What the store may hold at its top level (CONTRACT section 2 and the README's own files).
+# What the store may hold at its top level (docs/operations.md, "The store").
 HOME_LAYOUT = frozenset({
     "registry.json", "registry.json.lock", "models", "reports", "staging", "history.jsonl", "backups",
 })

@@ -108,7 +108,7 @@ _JUNK_NAME = ".DS_Store"
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    """The contract's archive limits (section 6)."""
+    """The archive limits (docs/operations.md, Configuration)."""
 
     max_upload_bytes: int = 512 * MIB
     max_unpacked_bytes: int = 2 * 1024**3

@@ -1,4 +1,4 @@
-"""A model package on disk (section 1 of the contract): its files, its JSON, its hashes, its version.
+"""A model package on disk (docs/package-format.md): its files, its JSON, its hashes, its version.
 
 Used the same way on a staging folder during import, on a stored version during validate and deploy,
 on a folder placed by hand under models/ and on a training-service package, so that every path

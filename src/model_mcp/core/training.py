@@ -1,6 +1,6 @@
-"""The training service's folder (CONTRACT.md section 7): find packages, judge them, never import half of one.
+"""The training service's folder (docs/operations.md): find packages, judge them, never import half of one.
 
-The training service drops packages into one folder, either as a folder with the section-1 files
+The training service drops packages into one folder, either as a folder with the package files (docs/package-format.md)
 or as a `.zip`, at most two levels down: `<dir>/<package>` or `<dir>/<group>/<package>`. This
 module only *reads* that folder; imports go through the manager's normal import path
 (`ModelManager.import_zip` for a `.zip`, `ModelManager.import_folder` for a folder), which runs
@@ -29,7 +29,7 @@ Complete means "as far as a scan can tell, importing it now would not take a hal
 package", and it is `True` exactly when `problems` is empty:
 
 - folder: `deployment_manifest.json` is readable, every file it lists is a regular file with the
-  listed size, the required files are there, and metadata and version parse (section 1 rules).
+  listed size, the required files are there, and metadata and version parse (docs/package-format.md rules).
   A listed file shorter than listed reads "(still being written?)".
 - zip: it opens as a ZIP (a file still being written has no end record yet: "not a readable ZIP
   yet (still being written?)"), holds the required files at its root or inside one top folder,
