@@ -26,7 +26,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, WithJsonSchema
 
 from model_mcp import __version__
 from model_mcp.core.errors import ModelMcpError
@@ -46,6 +46,7 @@ from model_mcp.core.schemas import (
     ScanResult,
     ValidationReport,
 )
+from model_mcp.listing import lean_schema
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
@@ -127,11 +128,20 @@ async def _read_resource(uri: str, fn: Callable[..., Any], /, **kwargs: Any) -> 
 
 
 class _Server(MCPServer):
-    """MCPServer whose argument-schema errors answer `[invalid_input]` like every other bad input.
+    """MCPServer whose argument-schema errors answer `[invalid_input]` like every other bad input,
+    and whose tool listing is lean (`listing.lean_schema`: the same constraints in fewer bytes).
 
     The SDK reports arguments that fail the input schema as a pydantic dump; an agent acts better on
     the contract's code and one sentence naming each argument.
     """
+
+    async def list_tools(self) -> list[Any]:
+        tools = await super().list_tools()
+        for tool in tools:
+            tool.input_schema = lean_schema(tool.input_schema)
+            if tool.output_schema is not None:
+                tool.output_schema = lean_schema(tool.output_schema, output=True)
+        return tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -151,10 +161,17 @@ def _describe_arguments(exc: ValidationError) -> str:
     return "The arguments do not fit the tool's input schema: " + "; ".join(parts) + "."
 
 
-VersionArg = Annotated[
-    str | None,
-    Field(description="A registered version (see list_models). Omit it to mean the deployed version."),
-]
+VersionArg = Annotated[str | None, Field(description="Default: the deployed version.")]
+_ROW = {"anyOf": [{"type": "array", "items": {"type": "number"}},
+                  {"type": "object", "additionalProperties": {"type": "number"}}]}
+_ROWS_SCHEMA = {"type": "array", "items": _ROW}
+# The schema says what rows are; the value stays loosely typed so that a bad row answers
+# [invalid_input] naming the row (the contract), not a schema error from the SDK.
+RowsArg = Annotated[Any, WithJsonSchema({**_ROWS_SCHEMA, "description": (
+    "Rows, each a list of numbers in feature_names order or an object keyed by feature name.")})]
+OptionalRowsArg = Annotated[Any, WithJsonSchema({**_ROWS_SCHEMA, "description": "Rows as for predict."})]
+LabelsArg = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "integer", "enum": [-1, 1]},
+                                           "description": "One per row of that request: -1 anomaly, 1 normal."})]
 
 
 def build_server(manager: ModelManager) -> MCPServer:
@@ -172,20 +189,17 @@ def build_server(manager: ModelManager) -> MCPServer:
         @server.tool(
             title="Import a model package (ZIP)",
             description=(
-                "Import an anomaly-detection model package from a ZIP file: safety checks, extraction, "
-                "hash verification against deployment_manifest.json, trusted-type loading of model.joblib, "
-                "validation and registration. Give `path` (a .zip on the server's disk) or `content_base64` "
-                "(the ZIP's bytes, base64) with an optional `filename`. Answers the new version, its status "
-                "(`available`, or `failed` when a validation check failed), warnings, and whether the very same "
-                "package was already present (then nothing changes). The version is not deployed: call deploy."
+                "Import a model package ZIP: safety checks, hashes against the manifest, trusted loading, "
+                "validation, registration as `available` (or `failed`). Give `path` (on the server's disk) or "
+                "`content_base64`. The same package again changes nothing (already_present). Does not deploy."
             ),
             annotations=_changing(idempotent=True),
         )
         async def import_zip(
             ctx: Context,
-            path: Annotated[str | None, Field(description="Path of a .zip file on the server's disk.")] = None,
-            content_base64: Annotated[str | None, Field(description="The ZIP file's bytes, base64-encoded.")] = None,
-            filename: Annotated[str | None, Field(description="The upload's file name, for the audit trail.")] = None,
+            path: Annotated[str | None, Field(description="A .zip on the server's disk.")] = None,
+            content_base64: Annotated[str | None, Field(description="The ZIP's bytes, base64.")] = None,
+            filename: Annotated[str | None, Field(description="Upload name, for the audit trail.")] = None,
         ) -> ImportResult:
             return await _call("import_zip", manager.import_zip, path=path, content_base64=content_base64,
                                filename=filename, progress=_ProgressRelay(ctx))
@@ -193,18 +207,16 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="List registered models",
         description=(
-            "List the registered model versions, newest created_at first, with the deployed version and the "
-            "total count matching the filters. Filter by `status` (imported, available, deployed, failed, "
-            "archived) or `model_name`; page with `limit` and `offset`."
+            "The registered versions, newest created_at first, with deployed_version and the total matching "
+            "the filters. Start here to find a version to deploy or inspect."
         ),
         annotations=READ_ONLY,
     )
     async def list_models(
-        status: Annotated[Literal["imported", "available", "deployed", "failed", "archived"] | None,
-                          Field(description="Only versions with this status.")] = None,
-        model_name: Annotated[str | None, Field(description="Only versions of this model name.")] = None,
-        limit: Annotated[int | None, Field(ge=0, le=10_000, description="At most this many entries.")] = None,
-        offset: Annotated[int, Field(ge=0, description="Skip this many entries first.")] = 0,
+        status: Literal["imported", "available", "deployed", "failed", "archived"] | None = None,
+        model_name: str | None = None,
+        limit: Annotated[int | None, Field(ge=0, le=10_000)] = None,
+        offset: Annotated[int, Field(ge=0)] = 0,
     ) -> ListModelsResult:
         return await _call("list_models", manager.list_models, status=status, model_name=model_name,
                            limit=limit, offset=offset)
@@ -212,34 +224,33 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Get one model version",
         description=(
-            "One registered version in full: its registry entry, metadata.json, the sha256 and size of each "
-            "file, the summary of its last validation, and its deploy and rollback events. Without `version`, "
-            "the deployed version."
+            "One version: registry entry, metadata (feature_names, metrics), file hashes, last validation "
+            "summary, recent deploy/rollback events. The feature profile and every event: `details` or the "
+            "resource models://{version}."
         ),
         annotations=READ_ONLY,
     )
-    async def get_model(version: VersionArg = None) -> GetModelResult:
-        return await _call("get_model", manager.get_model, version=version)
+    async def get_model(
+        version: VersionArg = None,
+        details: Annotated[bool, Field(description="Include the feature profile and every event.")] = False,
+    ) -> GetModelResult:
+        return await _call("get_model", manager.get_model, version=version, details=details)
 
     if not read_only:
 
         @server.tool(
             title="Validate a model version",
             description=(
-                "Run every validation check on a registered version: structure, metadata, manifest, file hashes "
-                "on disk, trusted loading, interface, feature compatibility, a functional probe, quality "
-                "(metrics, training size, age), resource limits and (if enabled by the operator) the package's "
-                "validate_model.py. Saves the report (resource models://{version}/validation) and sets the "
-                "status to `available` or `failed` (a deployed version stays deployed). `deep=false` skips "
-                "loading the model. Answers the report: checks with pass/warn/fail/skip, a 0-100 quality "
-                "score, recommendations and risks."
+                "Re-run every check on a version (hashes on disk, trusted loading, probe, quality, resource "
+                "limits) and set it `available` or `failed` (deployed stays deployed). Answers checks "
+                "pass/warn/fail/skip, a 0-100 score, recommendations, risks; saved as models://{version}/validation."
             ),
             annotations=_changing(idempotent=True),
         )
         async def validate(
             ctx: Context,
             version: VersionArg = None,
-            deep: Annotated[bool, Field(description="Load and probe the model (default true).")] = True,
+            deep: Annotated[bool, Field(description="false: skip loading and probing the model.")] = True,
         ) -> ValidationReport:
             return await _call("validate", manager.validate, version=version, deep=deep,
                                progress=_ProgressRelay(ctx))
@@ -250,63 +261,54 @@ def build_server(manager: ModelManager) -> MCPServer:
         @server.tool(
             title="Deploy a model version",
             description=(
-                "Make a registered version the one that serves predict. Runs pre-deployment validation first "
-                "(file hashes re-checked on disk, trusted loading, functional probe, feature compatibility, the "
-                "manifest's resource limits), then switches the resident model atomically; the previously "
-                "deployed version becomes `available`. If validation fails, nothing changes, the old model keeps "
-                "serving, and the answer is [validation_failed] with the report. Deploying the version that "
-                "already serves is a no-op (already_deployed=true). `failed` or `archived` versions answer "
-                "[invalid_state]."
+                "Make a version serve predict: validates it first, then switches atomically; the previous one "
+                "becomes `available`. On [validation_failed] (report attached) nothing changes and the old model "
+                "keeps serving. `failed`/`archived` versions: [invalid_state]."
             ),
             annotations=_changing(idempotent=True),
         )
         async def deploy(
             ctx: Context,
-            version: Annotated[str, Field(description="The registered version to deploy (see list_models).")],
+            version: Annotated[str, Field(description="A registered version (list_models).")],
         ) -> DeployResult:
             return await _call("deploy", manager.deploy, version=version, progress=_ProgressRelay(ctx))
 
         @server.tool(
             title="Roll back the deployed model",
             description=(
-                "Go back to the version deployed before the current one (walking back through the deployment "
-                "history on repeated calls), or to `to_version`. The target is validated before it serves; if it "
-                "fails, nothing changes. [no_rollback_target] when there is no earlier deployable version."
+                "Serve the version deployed before the current one again (repeated calls walk further back), or "
+                "`to_version`. Validated first; on failure nothing changes. [no_rollback_target] if none."
             ),
             annotations=_changing(idempotent=False),
         )
         async def rollback(
             ctx: Context,
-            to_version: Annotated[str | None, Field(description="Roll back to this version instead.")] = None,
+            to_version: str | None = None,
         ) -> DeployResult:
             return await _call("rollback", manager.rollback, to_version=to_version, progress=_ProgressRelay(ctx))
 
     @server.tool(
         title="Predict with the deployed model",
         description=(
-            "Score rows with the deployed model, which stays loaded in memory. `rows` is a list of rows, each a "
-            "list of numbers in the model's feature order or an object keyed by feature name (get_model shows "
-            "feature_names). Answers labels (-1 anomaly, 1 normal), scores (decision_function: lower is more "
-            "anomalous), is_anomaly, anomaly_count, the model_version that answered and a request_id for "
-            "record_feedback. Give `version` to make sure that exact version answers ([version_mismatch] "
-            "otherwise). Bad rows answer [invalid_input] naming the row (counted from 0) and the reason."
+            "Score rows with the deployed (resident) model. Answers labels (-1 anomaly, 1 normal), scores "
+            "(lower = more anomalous), is_anomaly, model_version and a request_id for record_feedback. "
+            "[invalid_input] names the bad row (from 0)."
         ),
         annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                     open_world_hint=False),
     )
     async def predict(
-        rows: Annotated[Any, Field(description="A list of rows: lists of numbers, or objects keyed by feature name.")],
-        version: Annotated[str | None, Field(description="Answer only if this version is deployed.")] = None,
+        rows: RowsArg,
+        version: Annotated[str | None, Field(description="Refuse ([version_mismatch]) unless this one serves.")] = None,
     ) -> PredictResult:
         return await _call("predict", manager.predict, rows=rows, version=version)
 
     @server.tool(
         title="Performance of the deployed model",
         description=(
-            "Serving figures of a version since its deploy (default: the deployed one): requests, rows, "
-            "errors and error rate, latency p50/p95/p99 in ms, throughput, anomaly rate, model file size and "
-            "estimated memory, and active alerts (error rate, latency against the manifest's max_latency_ms, "
-            "memory against max_memory_mb, a failed start load)."
+            "Serving figures of a version: requests, errors, latency p50/p95/p99 ms, throughput, anomaly rate, "
+            "memory, and alerts (error rate, latency and memory against the manifest's limits). Use it to check "
+            "a deploy is healthy."
         ),
         annotations=READ_ONLY,
     )
@@ -317,22 +319,19 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Drift report",
         description=(
-            "Compare what the model sees now with what it was trained on. `current` defaults to the recent "
-            "predict inputs (the last `window` rows); `reference` defaults to the training feature_profile in "
-            "metadata.json, else the first inputs after deploy; either can be given as rows (lists in feature "
-            "order or objects keyed by name). Answers per-feature tests with p-values and effect sizes, the "
-            "drifted features and the dataset verdict, prediction drift (anomaly rate and score distribution), "
-            "performance and concept drift when record_feedback gave labels, and alerts with a severity and "
-            "what to do. [insufficient_data] when there are too few rows (under 30) to judge."
+            "Has the input data moved away from training? Compares `current` (default: recent predict inputs) "
+            "with `reference` (default: the training feature_profile, else the first inputs after deploy): "
+            "per-feature tests, dataset verdict, prediction drift, performance and concept drift (with "
+            "feedback), alerts. [insufficient_data] under 30 rows."
         ),
         annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                                     open_world_hint=False),
     )
     async def drift_report(
         version: VersionArg = None,
-        current: Annotated[Any, Field(description="Rows to judge instead of the recent predict inputs.")] = None,
-        reference: Annotated[Any, Field(description="Rows to compare with instead of the training profile.")] = None,
-        window: Annotated[int | None, Field(description="Use only the last N recent inputs.")] = None,
+        current: OptionalRowsArg = None,
+        reference: OptionalRowsArg = None,
+        window: Annotated[int | None, Field(description="Only the last N recent inputs.")] = None,
     ) -> DriftReport:
         return await _call("drift_report", manager.drift_report, version=version, current=current,
                            reference=reference, window=window)
@@ -340,39 +339,32 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Record ground truth for a prediction",
         description=(
-            "Give the true labels (-1 anomaly, 1 normal, one per row) of an earlier predict call, named by its "
-            "request_id. drift_report then compares precision, recall and F1 on the labelled predictions with "
-            "the model's evaluation_metrics (performance drift) and reports concept drift when performance "
-            "drops while the inputs do not. Recording the same request again replaces its labels. "
-            "[not_found] for an unknown or expired request_id; [invalid_input] when the count differs."
+            "Give the true labels of an earlier predict call (by request_id), one per row; drift_report then "
+            "measures performance and concept drift against evaluation_metrics. Again for the same request "
+            "replaces its labels."
         ),
         annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                     open_world_hint=False),
     )
     async def record_feedback(
-        request_id: Annotated[str, Field(description="The request_id a predict call answered.")],
-        labels: Annotated[Any, Field(description="One label per row of that request: -1 anomaly, 1 normal.")],
+        request_id: str,
+        labels: LabelsArg,
     ) -> FeedbackResult:
         return await _call("record_feedback", manager.record_feedback, request_id=request_id, labels=labels)
 
     @server.tool(
         title="Scan the training service's folder",
         description=(
-            "List the model packages the training service left in its folder (folders or .zip files, up to "
-            "two levels down), newest created_at first: the version each would get, model name, created_at, "
-            "location, kind, whether it is complete (a package still being written is not) and already "
-            "imported, and problems found. With `import_latest`, import the newest complete package unless it "
-            "is already imported; with `import_versions`, import those versions. Imports go through the same "
-            "checks as import_zip, are registered with source `training_service` and recorded as transfers; "
-            "per-package failures are listed in `errors`. [training_service_unavailable] when no training "
-            "folder is configured or it cannot be read."
+            "List the packages in the training service's folder (complete or still being written, already "
+            "imported or not), and import the newest complete one (`import_latest`) or named versions, with "
+            "import_zip's checks. Per-package failures go to `errors`."
         ),
         annotations=_changing(idempotent=True),
     )
     async def scan_training_service(
         ctx: Context,
-        import_latest: Annotated[bool, Field(description="Import the newest complete package.")] = False,
-        import_versions: Annotated[list[str], Field(description="Import the packages giving these versions.")] = [],  # noqa: B006
+        import_latest: bool = False,
+        import_versions: list[str] = [],  # noqa: B006
     ) -> ScanResult:
         return await _call("scan_training_service", manager.scan_training_service, import_latest=import_latest,
                            import_versions=import_versions, progress=_ProgressRelay(ctx))
@@ -383,10 +375,8 @@ def build_server(manager: ModelManager) -> MCPServer:
         @server.tool(
             title="Register hand-placed models",
             description=(
-                "Find package folders placed by hand under the store's models/ folder that have no registry "
-                "entry, validate them like an import and register them with source `manual` under the version "
-                "their package gives. Broken folders are reported with the reason (the contract's error code) "
-                "and left untouched. Answers the registered versions and the problems."
+                "Register package folders copied by hand under the store's models/ (source `manual`), validated "
+                "like an import. Broken folders are listed in `problems` with their code and left untouched."
             ),
             annotations=_changing(idempotent=True),
         )
@@ -396,30 +386,27 @@ def build_server(manager: ModelManager) -> MCPServer:
         @server.tool(
             title="Delete a model version",
             description=(
-                "Remove a registered version that is not deployed: its files under models/, its validation "
-                "report and its registry entry (recorded in the audit trail). The deployed version is refused "
-                "with [invalid_state]: deploy or roll back to another version first. This cannot be undone."
+                "Remove a version that is not deployed: files, report and registry entry. Cannot be undone. "
+                "The deployed one answers [invalid_state]: deploy or roll back first."
             ),
             annotations=_changing(idempotent=False, destructive=True),
         )
         async def delete_model(
-            version: Annotated[str, Field(description="The version to delete (see list_models).")],
+            version: str,
         ) -> DeleteResult:
             return await _call("delete_model", manager.delete_model, version=version)
 
     @server.tool(
         title="Read the audit trail",
         description=(
-            "The audit trail, newest first: imports, validations, deploys, rollbacks, deletes, discoveries and "
-            "transfers from the training service, each with time, event, version, outcome and detail. Refused "
-            "changes are recorded too (outcome `failed`). `kind`: deployments (deploys and rollbacks), "
-            "transfers, or all."
+            "The audit trail, newest first: imports, validations, deploys, rollbacks, deletes, discoveries, "
+            "transfers, refused changes too (outcome `failed`). Use it to see who changed what and when."
         ),
         annotations=READ_ONLY,
     )
     async def get_history(
-        kind: Annotated[Literal["deployments", "transfers", "all"], Field(description="Which events.")] = "all",
-        limit: Annotated[int, Field(ge=1, le=10_000, description="At most this many events.")] = 50,
+        kind: Literal["deployments", "transfers", "all"] = "all",
+        limit: Annotated[int, Field(ge=1, le=10_000)] = 50,
     ) -> HistoryResult:
         return await _call("get_history", manager.get_history, kind=kind, limit=limit)
 
@@ -435,7 +422,7 @@ def build_server(manager: ModelManager) -> MCPServer:
         return await _read_resource("models://history", manager.get_history, kind="all", limit=100)
 
     @server.resource("models://{version}", name="model", title="One model version",
-                     description="A registry entry with its metadata and last validation summary.",
+                     description="get_model with every detail: full metadata, files, validation, all deployments.",
                      mime_type="application/json")
     async def model_resource(version: str) -> str:
         return await _read_resource(f"models://{version}", manager.entry_with_metadata, version=version)

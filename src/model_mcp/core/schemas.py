@@ -238,12 +238,12 @@ class RegistryEntry(BaseModel):
 class Check(BaseModel):
     name: str
     status: CheckStatus
-    detail: str = Field(description="One sentence saying what was checked and what was found.")
+    detail: str = Field(description="What was checked and found.")
 
 
 class ValidationSummary(BaseModel):
     passed: bool
-    quality_score: float = Field(description="0-100; see the README for the formula.")
+    quality_score: float = Field(description="0-100.")
     failed_checks: list[str]
     warning_checks: list[str]
     generated_at: str | None = None
@@ -251,8 +251,8 @@ class ValidationSummary(BaseModel):
 
 class ValidationReport(BaseModel):
     version: str
-    passed: bool = Field(description="False when any check failed; warnings still pass.")
-    quality_score: float = Field(description="0-100; 100 minus the documented penalty per warning and failure.")
+    passed: bool = Field(description="False when a check failed; warnings pass.")
+    quality_score: float = Field(description="0-100, lowered per warning and failure.")
     checks: list[Check]
     recommendations: list[str]
     risks: list[str]
@@ -275,7 +275,7 @@ class ImportResult(BaseModel):
     version: str
     model_name: str
     status: Status
-    already_present: bool = Field(description="True when the same package was imported before; nothing changed.")
+    already_present: bool = Field(description="Imported before with the same content; nothing changed.")
     warnings: list[str]
     missing_optional_files: list[str]
     extra_files: list[str]
@@ -285,16 +285,15 @@ class ImportResult(BaseModel):
 
 
 class ListModelsResult(BaseModel):
-    models: list[dict[str, Any]] = Field(description="Registry entries, newest created_at first.")
+    models: list[dict[str, Any]] = Field(description="Newest created_at first.")
     deployed_version: str | None
-    total: int = Field(description="Entries matching the filters, before limit/offset.")
+    total: int = Field(description="Matches before limit/offset.")
     deployed_load_error: str | None = Field(
-        default=None, description="Why the deployed version could not be loaded at start, if it could not."
+        default=None, description="Why the deployed version failed to load at start."
     )
     registry_problem: str | None = Field(
         default=None,
-        description="Set when registry.json is damaged: this answer then comes from the last good copy, "
-                    "and changing tools refuse until the operator repairs it.",
+        description="registry.json is damaged: this answer is the last good copy; changes refuse.",
     )
 
 
@@ -308,25 +307,27 @@ class GetModelResult(BaseModel):
     metadata: dict[str, Any] | None
     files: dict[str, FileInfo]
     validation: ValidationSummary | None
-    deployments: list[dict[str, Any]]
+    deployments: list[dict[str, Any]] = Field(description="Deploy and rollback events, newest first.")
+    omitted: list[str] = Field(default_factory=list, description="Left out here; read details_uri for them.")
+    details_uri: str | None = Field(default=None, description="The resource with every detail.")
 
 
 class DeployResult(BaseModel):
     deployed_version: str
-    previous_version: str | None = Field(description="The version that served before this call, or null.")
-    load_ms: float = Field(description="Time to load model.joblib through the trusted loader.")
-    probe_ms: float | None = Field(description="Time of the functional probe (100 rows).")
+    previous_version: str | None
+    load_ms: float
+    probe_ms: float | None = Field(description="A probe predict of 100 rows.")
     validation: ValidationSummary
-    already_deployed: bool = Field(default=False, description="True when the version was already serving.")
+    already_deployed: bool = Field(default=False, description="It was already serving.")
     rolled_back: bool = False
 
 
 class PredictResult(BaseModel):
-    model_version: str = Field(description="The one version that answered every row.")
-    request_id: str = Field(description="Pass it to record_feedback with the true labels.")
+    model_version: str = Field(description="The one version that answered.")
+    request_id: str = Field(description="For record_feedback.")
     n_rows: int
-    labels: list[Any] = Field(description="-1 anomaly, 1 normal for outlier detectors.")
-    scores: list[float] | None = Field(description="decision_function (lower = more anomalous), else score_samples.")
+    labels: list[int | float | str | bool] = Field(description="-1 anomaly, 1 normal.")
+    scores: list[float] | None = Field(description="Lower = more anomalous.")
     is_anomaly: list[bool] | None
     anomaly_count: int | None
     latency_ms: float
@@ -342,7 +343,7 @@ class Alert(BaseModel):
     kind: Literal["feature_drift", "prediction_drift", "performance_drift", "concept_drift", "error_rate",
                   "latency", "resource"]
     severity: Literal["info", "warning", "critical"]
-    message: str = Field(description="What was seen and what to do about it.")
+    message: str = Field(description="What was seen and what to do.")
 
 
 class PerformanceReport(BaseModel):
@@ -360,7 +361,7 @@ class PerformanceReport(BaseModel):
     model_file_bytes: int | None
     memory_bytes: int | None
     alerts: list[Alert]
-    serving: bool = Field(default=True, description="False when this version no longer serves.")
+    serving: bool = Field(default=True, description="False once it no longer serves.")
 
 
 class DiscoveryProblem(BaseModel):
@@ -370,24 +371,24 @@ class DiscoveryProblem(BaseModel):
 
 
 class DiscoverResult(BaseModel):
-    registered: list[str] = Field(description="Versions registered by this call (source `manual`).")
-    problems: list[DiscoveryProblem] = Field(description="Folders not registered, with the reason; left in place.")
+    registered: list[str] = Field(description="Registered by this call.")
+    problems: list[DiscoveryProblem] = Field(description="Folders left unregistered, with the reason.")
 
 
 class DeleteResult(BaseModel):
     version: str
     deleted: bool
-    files_removed: bool = Field(default=True, description="False when the folder was outside models/ and kept.")
+    files_removed: bool = Field(default=True, description="False: its folder was outside models/, kept.")
 
 
 class HistoryResult(BaseModel):
-    events: list[dict[str, Any]] = Field(description="Audit events, newest first: at, event, version, outcome, detail.")
+    events: list[dict[str, Any]] = Field(description="Newest first: at, event, version, outcome, detail.")
 
 
 class FeedbackResult(BaseModel):
     request_id: str
     n_labels: int
-    n_labelled_total: int = Field(description="Labelled rows now held for this version (bounded).")
+    n_labelled_total: int = Field(description="Labelled rows held for this version.")
     version: str
 
 
@@ -400,7 +401,7 @@ class DriftReport(BaseModel):
     current_source: str = Field(description="recent_window or rows.")
     n_current: int
     features: list[dict[str, Any]] = Field(
-        description="Per feature: feature, test, statistic, p_value, drift_score, drifted, severity, detail."
+        description="Per feature: test, statistic, p_value, drift_score, drifted."
     )
     drifted_features: list[str]
     share_drifted: float
@@ -413,7 +414,7 @@ class DriftReport(BaseModel):
 
 
 class ScanError(BaseModel):
-    location: str | None = Field(description="The package's place in the training folder (null if none matched).")
+    location: str | None = Field(description="Null if no package matched.")
     code: str
     message: str
     version: str | None = None
@@ -422,8 +423,8 @@ class ScanError(BaseModel):
 class ScanResult(BaseModel):
     training_dir: str
     packages: list[dict[str, Any]] = Field(
-        description="Newest first: version, model_name, created_at, location, kind (zip/folder), complete, "
+        description="Newest first: version, model_name, created_at, location, kind, complete, "
                     "already_imported, problems."
     )
     imported: list[str] = Field(description="Versions imported by this call.")
-    errors: list[ScanError] = Field(description="Imports that failed, with the contract's error code.")
+    errors: list[ScanError] = Field(description="Failed imports, with their error code.")

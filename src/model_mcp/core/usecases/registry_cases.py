@@ -32,6 +32,8 @@ from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
 
+GET_MODEL_RECENT_DEPLOYMENTS = 5  # events get_model shows by default; the resource has them all
+
 
 class RegistryCases(UseCaseBase):
     """list_models, get_model, validate, delete_model, get_history."""
@@ -63,7 +65,10 @@ class RegistryCases(UseCaseBase):
         error = self.runtime.load_error
         return f"{error['version']}: {error['message']}" if error else None
 
-    def get_model(self, *, version: str | None = None) -> GetModelResult:
+    def get_model(self, *, version: str | None = None, details: bool = False) -> GetModelResult:
+        """One version. By default lean (a few KB whatever the model): metadata without its
+        feature_profile and the most recent deployment events; `details=True`, or the resource
+        models://{version}, gives everything."""
         snapshot, _problem = self.read_registry_for_reading()
         version = self._default_version(snapshot, version)
         entry = self._entry_or_not_found(snapshot, version)
@@ -81,15 +86,24 @@ class RegistryCases(UseCaseBase):
                 files[name] = FileInfo(sha256=digest, size=size)
         report = self.load_report(version)
         deployments = self.history.events(kind="deployments", version=version, limit=200)
+        metadata = self._read_metadata(entry)
+        omitted: list[str] = []
+        if not details:
+            if metadata is not None and "feature_profile" in metadata:
+                metadata = {k: v for k, v in metadata.items() if k != "feature_profile"}
+                omitted.append("metadata.feature_profile")
+            if len(deployments) > GET_MODEL_RECENT_DEPLOYMENTS:
+                omitted.append(f"{len(deployments) - GET_MODEL_RECENT_DEPLOYMENTS} older deployment events")
+                deployments = deployments[:GET_MODEL_RECENT_DEPLOYMENTS]
         return GetModelResult(
-            entry=self._public_entry(entry), metadata=self._read_metadata(entry), files=files,
+            entry=self._public_entry(entry), metadata=metadata, files=files,
             validation=report.summary() if report else None, deployments=deployments,
+            omitted=omitted, details_uri=f"models://{version}",
         )
 
     def entry_with_metadata(self, version: str) -> dict[str, Any]:
-        result = self.get_model(version=version)
-        return {"entry": result.entry, "metadata": result.metadata, "validation": result.validation and
-                result.validation.model_dump(mode="json")}
+        """The resource models://{version}: get_model with every detail."""
+        return self.get_model(version=version, details=True).model_dump(mode="json")
 
     def validation_report(self, version: str) -> ValidationReport:
         snapshot, _ = self.read_registry_for_reading()
