@@ -168,8 +168,9 @@ async def test_wrong_token_is_refused_with_401_invalid_token(token_server):
 
 
 async def test_token_guards_every_path_and_method(token_server):
+    # Only GET/HEAD of the static dashboard page at `/` pass (tests/ui/test_page_http.py).
     async with httpx2.AsyncClient(timeout=10) as http:
-        for method, path in (("GET", "/mcp"), ("DELETE", "/mcp"), ("GET", "/"), ("GET", "/anything")):
+        for method, path in (("GET", "/mcp"), ("DELETE", "/mcp"), ("POST", "/"), ("GET", "/anything")):
             response = await http.request(method, f"http://127.0.0.1:{token_server.port}{path}")
             assert response.status_code == 401, (method, path)
 

@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_mcp.logs import get_logger
 from model_mcp.settings import Settings
+from model_mcp.ui.http_page import dashboard_route, is_dashboard_request
 
 log = get_logger(__name__)
 
@@ -170,7 +171,7 @@ class BearerTokenMiddleware:
         self._expected = _digest(token.encode("utf-8"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
+        if scope["type"] == "lifespan" or is_dashboard_request(scope):  # the page is static; it asks for the token
             await self.app(scope, receive, send)
             return
         reason = self._refusal(Headers(scope=scope).get("authorization"))
@@ -229,6 +230,7 @@ def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
         max_request_body_size=max_request_body_size(settings),
         host=settings.host,
     )
+    app.router.routes.append(dashboard_route())  # the dashboard page at `/` (model_mcp.ui)
     token = configured_token(settings)
     if token is not None:
         app.add_middleware(BearerTokenMiddleware, token=token)

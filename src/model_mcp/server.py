@@ -48,6 +48,7 @@ from model_mcp.core.schemas import (
 )
 from model_mcp.listing import lean_schema
 from model_mcp.logs import get_logger
+from model_mcp.ui.mcp_app import dashboard_apps
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -180,6 +181,7 @@ def build_server(manager: ModelManager) -> MCPServer:
         title="model-mcp: anomaly-detection model lifecycle",
         version=__version__,
         instructions=INSTRUCTIONS,
+        extensions=[dashboard_apps(manager, call=_call)],  # the MCP App: ui://model-mcp/dashboard, open_dashboard
     )
     read_only = manager.settings.read_only
 
