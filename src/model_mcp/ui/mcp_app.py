@@ -26,17 +26,17 @@ NEWEST_SHOWN = 5
 
 
 class DashboardModel(BaseModel):
-    version: str
-    model_name: str | None
-    status: str
-    quality_score: float | None
-    created_at: str | None
+    version: str = Field(description="The registered version.")
+    model_name: str | None = Field(description="metadata.json's model_name.")
+    status: str = Field(description="imported, available, deployed, failed or archived.")
+    quality_score: float | None = Field(description="0-100 from the last validation, or null.")
+    created_at: str | None = Field(description="When the model was trained (metadata's created_at).")
 
 
 class DashboardResult(BaseModel):
     view: str = Field(description="`models` (the list) or `version` (one version in detail).")
     version: str | None = Field(description="The version the dashboard opens on, when one was asked for.")
-    deployed_version: str | None
+    deployed_version: str | None = Field(description="The version serving predict, or null.")
     total: int = Field(description="Registered versions.")
     by_status: dict[str, int] = Field(description="How many versions have each status.")
     newest: list[DashboardModel] = Field(description="The newest versions, newest first.")
