@@ -29,6 +29,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError, WithJsonSchema
 
 from model_mcp import __version__
+from model_mcp.arguments import accepted_names, describe_argument_errors, forbid_unknown
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.schemas import (
@@ -129,12 +130,23 @@ async def _read_resource(uri: str, fn: Callable[..., Any], /, **kwargs: Any) -> 
 
 
 class _Server(MCPServer):
-    """MCPServer whose argument-schema errors answer `[invalid_input]` like every other bad input,
+    """MCPServer whose tools refuse unknown arguments, whose argument errors answer `[invalid_input]`,
     and whose tool listing is lean (`listing.lean_schema`: the same constraints in fewer bytes).
 
-    The SDK reports arguments that fail the input schema as a pydantic dump; an agent acts better on
-    the contract's code and one sentence naming each argument.
+    Every tool's arguments model is made strict once, where tools are added (`forbid_unknown`):
+    the listing then shows `additionalProperties: false` and a call with an undeclared name fails
+    validation instead of being silently ignored. The SDK reports arguments that fail the input
+    schema as a pydantic dump; an agent acts better on the contract's code and one sentence naming
+    each argument.
     """
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
+        super().add_tool(fn, name, *args, **kwargs)
+        tool = self._tool_manager.get_tool(name or fn.__name__)
+        if tool is not None:
+            strict = forbid_unknown(tool.fn_metadata.arg_model)
+            tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
+            tool.parameters = strict.model_json_schema(by_alias=True)
 
     async def list_tools(self) -> list[Any]:
         tools = await super().list_tools()
@@ -150,16 +162,10 @@ class _Server(MCPServer):
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):
-                raise ToolError(f"[invalid_input] {_describe_arguments(cause)}") from cause
+                tool = self._tool_manager.get_tool(name)
+                accepted = accepted_names(tool.fn_metadata.arg_model) if tool is not None else []
+                raise ToolError(f"[invalid_input] {describe_argument_errors(cause, accepted)}") from cause
             raise
-
-
-def _describe_arguments(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "arguments"
-        parts.append(f"`{where}` is required" if error["type"] == "missing" else f"`{where}`: {error['msg']}")
-    return "The arguments do not fit the tool's input schema: " + "; ".join(parts) + "."
 
 
 VersionArg = Annotated[str | None, Field(description="Default: the deployed version.")]

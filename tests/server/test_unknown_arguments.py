@@ -1,0 +1,48 @@
+"""Unknown arguments are refused, never silently ignored (issue 18, item 4).
+
+An agent that misspells an argument, or asks an older server for something it does not know
+(`deploy(mode="canary")`, `predict(summary_only=true)`), must learn that, not get something else.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import store_state
+from tests.helpers import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_every_input_schema_forbids_unknown_arguments(client):
+    for tool in (await client.list_tools()).tools:
+        assert tool.input_schema.get("additionalProperties") is False, tool.name
+
+
+async def test_deploy_with_an_unknown_mode_is_refused_and_deploys_nothing(client, packages, home):
+    await call(client, "import_zip", path=str(packages(version="v1")))
+    before = store_state(home)
+    code, sentence = await call_error(client, "deploy", version="v1", mode="canary")
+    assert code == "invalid_input"
+    assert "`mode`" in sentence and "version" in sentence  # names the stranger and what the tool takes
+    assert store_state(home) == before
+    assert (await call(client, "list_models"))["deployed_version"] is None
+
+
+async def test_predict_with_an_unknown_flag_is_refused(client, packages):
+    await call(client, "import_zip", path=str(packages(version="v1")))
+    await call(client, "deploy", version="v1")
+    code, sentence = await call_error(client, "predict", rows=[[0.0] * 8], summary_onyl=True)
+    assert code == "invalid_input"
+    assert "`summary_onyl`" in sentence
+
+
+async def test_several_unknown_arguments_are_all_named(client):
+    code, sentence = await call_error(client, "list_models", colour="red", sort="asc")
+    assert code == "invalid_input"
+    assert "`colour`" in sentence and "`sort`" in sentence
+
+
+async def test_tools_without_arguments_refuse_any(client):
+    code, sentence = await call_error(client, "discover_models", force=True)
+    assert code == "invalid_input" and "`force`" in sentence
