@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MIB = 1024 * 1024
 
@@ -24,6 +24,11 @@ def default_home(env: Mapping[str, str]) -> Path:
     xdg = env.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path(env.get("HOME", os.path.expanduser("~"))) / ".local" / "share"
     return base / "model-mcp"
+
+
+def absolute_path(path: Path) -> Path:
+    """`~` expanded, made absolute against the current folder and normalised (links are kept)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 class Settings(BaseModel):
@@ -82,6 +87,18 @@ class Settings(BaseModel):
     allowed_hosts: tuple[str, ...] = ()
 
     log_level: str = "INFO"
+
+    @field_validator("home", "training_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Resolved once, here: children (the probe) run in other folders, and the server's own
+        working folder must not change what a relative `--home relhome` means later."""
+        return None if value is None else absolute_path(value)
+
+    @field_validator("import_roots", mode="after")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(absolute_path(root) for root in value)
 
     @property
     def trusted_pairs(self) -> tuple[tuple[str, str], ...]:
