@@ -42,6 +42,7 @@ from model_mcp.core.store import (
     remove_tree,
     storage_error,
 )
+from model_mcp.core.text import control_characters
 from model_mcp.core.unpickler import load_trusted
 from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
 from model_mcp.core.validation import (
@@ -52,6 +53,27 @@ from model_mcp.core.validation import (
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def check_path_argument(path: str | None, argument: str = "path") -> None:
+    """A path from an agent: a non-empty string without NUL (which the OS cannot take)."""
+    if path is None:
+        return
+    if not isinstance(path, str) or not path:
+        raise InvalidInputError(f"`{argument}` must be the path of a file, not an empty value.")
+    if "\x00" in path:
+        raise InvalidInputError(f"`{argument}` contains a NUL byte, which no file path can hold.")
+
+
+def check_name_argument(name: str | None, argument: str) -> None:
+    """A name from an agent that ends up in answers and the audit trail: no control characters."""
+    if name is None:
+        return
+    found = control_characters(name) if isinstance(name, str) else []
+    if found:
+        raise InvalidInputError(
+            f"`{argument}` contains control characters ({', '.join(found[:5])}); give a plain name."
+        )
 
 
 class _AlreadyPresent(Exception):
@@ -84,6 +106,8 @@ class ImportCases(UseCaseBase):
                     origin: str | None, progress: Progress) -> ImportResult:
         if (path is None) == (content_base64 is None):
             raise InvalidInputError("Give exactly one of `path` (a .zip on the server's disk) or `content_base64`.")
+        check_path_argument(path)
+        check_name_argument(filename, "filename")
         self.read_registry()  # a damaged registry refuses changes before any work
         if path is not None:
             if source == "zip":
