@@ -18,7 +18,7 @@ from model_mcp.core.errors import (
     MissingRequiredFilesError,
 )
 from model_mcp.core.schemas import Manifest, Metadata, parse_manifest, parse_metadata
-from model_mcp.core.store import check_version_name
+from model_mcp.core.store import check_new_version_name
 
 REQUIRED_FILES = ("model.joblib", "metadata.json", "deployment_manifest.json")
 OPTIONAL_FILES = ("validate_model.py", "inference_example.py", "requirements.txt", "README.md")
@@ -85,9 +85,9 @@ def resolve_version(metadata: Metadata, manifest: Manifest) -> str:
             f"but metadata.json gives version {metadata.version!r}; they must be equal."
         )
     if metadata.version is not None:
-        return check_version_name(metadata.version)
+        return check_new_version_name(metadata.version)
     if manifest.model_version is not None:
-        return check_version_name(manifest.model_version)
+        return check_new_version_name(manifest.model_version)
     return metadata.created.strftime("%Y%m%d_%H%M%S")
 
 

@@ -44,6 +44,31 @@ def check_version_name(version: Any) -> str:
     return version
 
 
+# Names Windows reserves for devices, with or without an extension ("CON", "con.txt").
+_RESERVED_DEVICE = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\.|$)", re.IGNORECASE)
+
+
+def check_new_version_name(version: Any) -> str:
+    """The rule for a version being created (import, discovery, training service): the contract's
+    characters, and nothing a shell, Windows or a reader would misread: no leading `-` (an option
+    to `model-mcp deploy`), no reserved device name (`CON`, `nul.1`, `COM1`), no `..`.
+
+    Lookups keep the plain `check_version_name`, so a version registered before this rule can
+    still be read, deployed and deleted.
+    """
+    check_version_name(version)
+    problem = None
+    if version.startswith("-"):
+        problem = "it starts with '-', which command lines read as an option"
+    elif _RESERVED_DEVICE.match(version):
+        problem = "it is a device name Windows reserves (CON, PRN, AUX, NUL, COM0-9, LPT0-9)"
+    elif ".." in version:
+        problem = "it contains '..', which reads as a path to the parent folder"
+    if problem:
+        raise InvalidVersionError(f"The version {version!r} is not valid: {problem}. Give the package another version.")
+    return version
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -69,7 +69,7 @@ from model_mcp.core.errors import (
 )
 from model_mcp.core.package import MAX_JSON_BYTES, REQUIRED_FILES, resolve_version
 from model_mcp.core.schemas import Manifest, Metadata, parse_manifest, parse_metadata, parse_timestamp
-from model_mcp.core.store import check_version_name
+from model_mcp.core.store import check_new_version_name
 
 MIB = 1024 * 1024
 DEFAULT_MAX_ZIP_BYTES = 512 * MIB  # the contract's upload limit: a bigger zip would fail its import
@@ -561,7 +561,7 @@ def _resolve(pkg: TrainingPackage, metadata: Metadata | None, manifest: Manifest
         if metadata is not None and manifest is not None:
             pkg.version = resolve_version(metadata, manifest)
         elif metadata is not None and metadata.version is not None:
-            pkg.version = check_version_name(metadata.version)
+            pkg.version = check_new_version_name(metadata.version)
     except (InvalidManifestError, InvalidVersionError) as exc:
         problems.append(str(exc))
 

@@ -76,6 +76,18 @@ def check_name_argument(name: str | None, argument: str) -> None:
         )
 
 
+def refuse_case_clash(snapshot: Snapshot, version: str) -> None:
+    """Versions that differ only by case are one folder on a case-insensitive filesystem (macOS,
+    Windows) and one name to a person: the second is a conflict."""
+    folded = version.casefold()
+    for existing in snapshot.entries:
+        if existing != version and existing.casefold() == folded:
+            raise VersionConflictError(
+                f"Version {version} differs from the registered version {existing} only by case; give the "
+                "package a version that differs in more than letter case."
+            )
+
+
 class _AlreadyPresent(Exception):
     def __init__(self, result: ImportResult) -> None:
         super().__init__(result.version)
@@ -221,6 +233,7 @@ class ImportCases(UseCaseBase):
         snapshot = self.read_registry()
         entry = snapshot.get(version)
         if entry is None:
+            refuse_case_clash(snapshot, version)
             if self.store.version_dir(version).exists():
                 raise VersionConflictError(
                     f"A folder models/{version} exists but is not registered; run discover_models to register "
@@ -383,6 +396,7 @@ class ImportCases(UseCaseBase):
                     f"models/{folder.name} holds version {version}, which is already registered at "
                     f"{snap.entries[version].path}; rename or remove one of them."
                 )
+            refuse_case_clash(snap, version)
             snap.entries[version] = entry
             return True
 
