@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_mcp.core.text import printable
+
 
 class ModelMcpError(Exception):
     """Base of every expected failure. `str(exc)` is the sentence shown to the client."""
@@ -46,6 +48,9 @@ class ModelMcpError(Exception):
     code: str = "internal_error"
 
     def __init__(self, message: str, *, data: dict[str, Any] | None = None) -> None:
+        # Sentences quote names from packages and agents; their control characters (newlines,
+        # ANSI escapes) are escaped here, once, for every edge that shows the sentence.
+        message = printable(str(message))
         super().__init__(message)
         self.message = message
         # Structured detail an agent may use (for example the validation report).

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from model_mcp.core.errors import InvalidManifestError, InvalidMetadataError
+from model_mcp.core.text import control_characters, printable
 
 Status = Literal["imported", "available", "deployed", "failed", "archived"]
 Source = Literal["zip", "training_service", "manual"]
@@ -72,6 +73,14 @@ class FeatureProfile(BaseModel):
         return value
 
 
+def _plain(name: str) -> str:
+    """Names end up in sentences and terminals: no control characters (newlines, ANSI escapes)."""
+    found = control_characters(name)
+    if found:
+        raise ValueError(f"{printable(name)!s} contains control characters ({', '.join(found[:5])})")
+    return name
+
+
 class Metadata(BaseModel):
     # `model_` names are the package's, not pydantic's.
     model_config = ConfigDict(extra="allow", protected_namespaces=())
@@ -95,6 +104,11 @@ class Metadata(BaseModel):
             raise ValueError("must be an ISO-8601 date and time, such as 2026-11-20T14:30:22Z") from None
         return value
 
+    @field_validator("model_name", "model_type")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return _plain(value)
+
     @field_validator("feature_names")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
@@ -102,6 +116,7 @@ class Metadata(BaseModel):
         for name in value:
             if not name:
                 raise ValueError("must not contain an empty name")
+            _plain(name)
             if name in seen:
                 raise ValueError(f"names {name!r} twice")
             seen.add(name)
@@ -143,6 +158,9 @@ class Manifest(BaseModel):
     def _bare_hex(cls, value: Any) -> Any:
         # A bare hex string stands for {"sha256": "<hex>"}.
         if isinstance(value, dict):
+            for name in value:
+                if isinstance(name, str):
+                    _plain(name)
             return {k: ({"sha256": v} if isinstance(v, str) else v) for k, v in value.items()}
         return value
 
