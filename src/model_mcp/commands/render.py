@@ -1,0 +1,251 @@
+"""Human-readable answers for the terminal, one function per command.
+
+Each takes the answer as plain JSON data (the tool's structured content) and returns lines. Fields
+added later are ignored here and still reach `--json`. Every value that may come from a package
+(names, metadata, details quoting them) passes through `printable`, so a hostile package cannot send
+escape sequences to the operator's terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from model_mcp.commands.wording import for_the_shell
+from model_mcp.terminal import printable
+
+MAX_ROWS_SHOWN = 50
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return printable(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int = 60) -> list[str]:
+    cells = [[_text(v) for v in row] for row in rows]
+    cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in row] for row in cells]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return lines
+
+
+def pairs(items: Sequence[tuple[str, Any]]) -> list[str]:
+    width = max(len(k) for k, _ in items)
+    return [f"{k + ':':<{width + 1}} {_text(v)}" for k, v in items]
+
+
+def bullets(title: str, items: Sequence[Any]) -> list[str]:
+    return [f"{title}:", *(f"  - {for_the_shell(_text(item))}" for item in items)] if items else []
+
+
+def _validation(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "not validated"
+    verdict = "passed" if summary.get("passed") else "failed"
+    text = f"{verdict}, quality {summary.get('quality_score', 0):.0f}/100"
+    if summary.get("failed_checks"):
+        text += "; failed: " + ", ".join(printable(c) for c in summary["failed_checks"])
+    if summary.get("warning_checks"):
+        text += "; warnings: " + ", ".join(printable(c) for c in summary["warning_checks"])
+    return text
+
+
+def _alerts(alerts: Sequence[dict[str, Any]]) -> list[str]:
+    if not alerts:
+        return ["Alerts: none."]
+    lines = ["Alerts:"]
+    for alert in alerts:
+        lines.append(f"  [{_text(alert.get('severity'))}] {_text(alert.get('kind'))}: "
+                     f"{for_the_shell(_text(alert.get('message')))}")
+    return lines
+
+
+# --- one function per command -------------------------------------------------------------------------
+def imported(a: dict[str, Any]) -> list[str]:
+    if a.get("already_present"):
+        head = f"Already present: {_text(a['version'])} ({_text(a.get('model_name'))}) is {_text(a.get('status'))}; " \
+               "nothing changed."
+    else:
+        head = f"Imported {_text(a['version'])} ({_text(a.get('model_name'))}): {_text(a.get('status'))}."
+    lines = [head, f"Validation: {_validation(a.get('validation'))}"]
+    lines += bullets("Warnings", a.get("warnings", []))
+    if a.get("status") == "available" and not a.get("already_present"):
+        lines.append(f"Next: model-mcp deploy {_text(a['version'])}")
+    return lines
+
+
+def listed(a: dict[str, Any]) -> list[str]:
+    models = a.get("models", [])
+    if not models:
+        lines = ["No versions registered (import one with `model-mcp import ZIP`)."] if not a.get("total") else \
+            [f"No entries on this page ({a['total']} match)."]
+    else:
+        rows = [("*" if m.get("status") == "deployed" else "", m.get("version"), m.get("model_name"), m.get("status"),
+                 m.get("created_at"), m.get("source"), m.get("quality_score")) for m in models]
+        lines = table(["", "version", "model", "status", "created_at", "source", "quality"], rows)
+        lines.append(f"{len(models)} of {a.get('total', len(models))} versions; deployed: "
+                     f"{_text(a.get('deployed_version'))}")
+    if a.get("deployed_load_error"):
+        lines.append(f"The deployed version did not load: {_text(a['deployed_load_error'])}")
+    if a.get("registry_problem"):
+        lines.append(f"registry.json is damaged; showing the last good copy: {_text(a['registry_problem'])}")
+    return lines
+
+
+def shown(a: dict[str, Any]) -> list[str]:
+    entry = a.get("entry", {})
+    metadata = a.get("metadata") or {}
+    lines = pairs([
+        ("version", entry.get("version")), ("model", entry.get("model_name")), ("status", entry.get("status")),
+        ("model type", metadata.get("model_type", entry.get("model_type"))),
+        ("created_at", entry.get("created_at")), ("imported_at", entry.get("imported_at")),
+        ("deployed_at", entry.get("deployed_at")), ("source", entry.get("source")), ("path", entry.get("path")),
+        ("features", ", ".join(printable(f) for f in metadata.get("feature_names", []) or []) or None),
+        ("validation", _validation(a.get("validation"))),
+    ])
+    metrics = metadata.get("evaluation_metrics")
+    if isinstance(metrics, dict) and metrics:
+        lines.append("metrics:    " + ", ".join(f"{printable(k)} {_text(v)}" for k, v in metrics.items()))
+    files = a.get("files") or {}
+    if files:
+        lines += ["", *table(["file", "size", "sha256"],
+                             [(name, info.get("size"), info.get("sha256")) for name, info in files.items()],
+                             max_width=64)]
+    deployments = a.get("deployments") or []
+    if deployments:
+        lines += ["", "Deployments:", *table(["at", "event", "outcome"],
+                                             [(d.get("at"), d.get("event"), d.get("outcome")) for d in deployments])]
+    return lines
+
+
+def validated(a: dict[str, Any]) -> list[str]:
+    verdict = "passed" if a.get("passed") else "FAILED"
+    lines = [f"{_text(a.get('version'))}: validation {verdict}, quality {a.get('quality_score', 0):.0f}/100"
+             f"{'' if a.get('deep', True) else ' (shallow: the model was not loaded)'}."]
+    lines += table(["check", "status", "detail"],
+                   [(c.get("name"), c.get("status"), c.get("detail")) for c in a.get("checks", [])], max_width=100)
+    lines += bullets("Recommendations", a.get("recommendations", []))
+    lines += bullets("Risks", a.get("risks", []))
+    return lines
+
+
+def deployed(a: dict[str, Any]) -> list[str]:
+    if a.get("already_deployed"):
+        return [f"{_text(a['deployed_version'])} is already deployed; nothing changed."]
+    verb = "Rolled back to" if a.get("rolled_back") else "Deployed"
+    probe = f", probe {a['probe_ms']:.0f} ms" if a.get("probe_ms") is not None else ""
+    return [f"{verb} {_text(a['deployed_version'])} (previous: {_text(a.get('previous_version'))}); "
+            f"load {a.get('load_ms', 0):.0f} ms{probe}.",
+            f"Validation: {_validation(a.get('validation'))}"]
+
+
+def predicted(a: dict[str, Any]) -> list[str]:
+    labels = a.get("labels") or []
+    scores = a.get("scores") or [None] * len(labels)
+    flags = a.get("is_anomaly") or [None] * len(labels)
+    rows = [(i, labels[i], scores[i], flags[i]) for i in range(min(len(labels), MAX_ROWS_SHOWN))]
+    lines = table(["row", "label", "score", "anomaly"], rows) if rows else []
+    if len(labels) > MAX_ROWS_SHOWN:
+        lines.append(f"... {len(labels) - MAX_ROWS_SHOWN} more rows (--json prints them all)")
+    lines.append(f"{a.get('n_rows', len(labels))} rows, {_text(a.get('anomaly_count'))} anomalies, answered by "
+                 f"{_text(a.get('model_version'))} in {a.get('latency_ms', 0):.1f} ms; request {_text(a.get('request_id'))}")
+    return lines
+
+
+def performance(a: dict[str, Any]) -> list[str]:
+    latency = a.get("latency_ms") or {}
+    lines = pairs([
+        ("version", a.get("version")), ("serving", a.get("serving")), ("deployed_at", a.get("deployed_at")),
+        ("requests", a.get("n_requests")), ("rows", a.get("n_rows")), ("errors", a.get("n_errors")),
+        ("error rate", a.get("error_rate")),
+        ("latency ms", f"p50 {_text(latency.get('p50'))}, p95 {_text(latency.get('p95'))}, "
+                       f"p99 {_text(latency.get('p99'))}"),
+        ("rows/s", a.get("throughput_rows_per_s")), ("anomaly rate", a.get("anomaly_rate")),
+        ("model file bytes", a.get("model_file_bytes")), ("memory bytes", a.get("memory_bytes")),
+    ])
+    if a.get("covers"):
+        lines.append(f"These figures cover {_text(a['covers'])}")
+    return lines + _alerts(a.get("alerts", []))
+
+
+def drift(a: dict[str, Any]) -> list[str]:
+    lines = [f"{_text(a.get('version'))}: current {_text(a.get('current_source'))} ({a.get('n_current')} rows) vs "
+             f"reference {_text(a.get('reference_source'))} ({a.get('n_reference')} rows)."]
+    lines += table(["feature", "test", "statistic", "p_value", "drift_score", "drifted"],
+                   [(f.get("feature"), f.get("test"), f.get("statistic"), f.get("p_value"), f.get("drift_score"),
+                     f.get("drifted")) for f in a.get("features", [])])
+    verdict = "DRIFT" if a.get("dataset_drift") else "no dataset drift"
+    lines.append(f"Dataset: {verdict}; {len(a.get('drifted_features', []))} features drifted "
+                 f"(share {a.get('share_drifted', 0):.2f}).")
+    for key, title in (("prediction_drift", "Predictions"), ("performance_drift", "Performance"),
+                       ("concept_drift", "Concept")):
+        part = a.get(key)
+        if isinstance(part, dict):
+            lines.append(f"{title}: {'drifted' if part.get('drifted') else 'no drift'}")
+    return lines + _alerts(a.get("alerts", []))
+
+
+def feedback(a: dict[str, Any]) -> list[str]:
+    return [f"Recorded {a.get('n_labels')} labels for request {_text(a.get('request_id'))} (version "
+            f"{_text(a.get('version'))}); {a.get('n_labelled_total')} labelled rows held for it."]
+
+
+def scanned(a: dict[str, Any]) -> list[str]:
+    lines = [f"Training folder: {_text(a.get('training_dir'))}"]
+    packages = a.get("packages", [])
+    if packages:
+        lines += table(["version", "model", "created_at", "kind", "complete", "imported", "location", "problems"],
+                       [(p.get("version"), p.get("model_name"), p.get("created_at"), p.get("kind"), p.get("complete"),
+                         p.get("already_imported"), p.get("location"), "; ".join(map(str, p.get("problems") or [])))
+                        for p in packages])
+    else:
+        lines.append("No packages found.")
+    if a.get("imported"):
+        lines.append("Imported: " + ", ".join(printable(v) for v in a["imported"]))
+    for error in a.get("errors", []):
+        lines.append(f"Not imported: {_text(error.get('location'))}: [{_text(error.get('code'))}] "
+                     f"{for_the_shell(_text(error.get('message')))}")
+    return lines
+
+
+def discovered(a: dict[str, Any]) -> list[str]:
+    registered = a.get("registered", [])
+    lines = ["Registered: " + ", ".join(printable(v) for v in registered)] if registered else \
+        ["No new folders to register."]
+    for problem in a.get("problems", []):
+        lines.append(f"Left in place: {_text(problem.get('folder'))}: [{_text(problem.get('code'))}] "
+                     f"{for_the_shell(_text(problem.get('message')))}")
+    return lines
+
+
+def deleted(a: dict[str, Any]) -> list[str]:
+    note = "" if a.get("files_removed", True) else " (its folder was outside models/ and was kept)"
+    return [f"Deleted {_text(a.get('version'))}{note}."]
+
+
+def history(a: dict[str, Any]) -> list[str]:
+    events = a.get("events", [])
+    if not events:
+        return ["No events recorded."]
+    return table(["at", "event", "version", "outcome", "detail"],
+                 [(e.get("at"), e.get("event"), e.get("version"), e.get("outcome"),
+                   for_the_shell(_text(e.get("detail")))) for e in events], max_width=80)
+
+
+def alerts(a: dict[str, Any]) -> list[str]:
+    items = a.get("alerts", [])
+    if not items:
+        return ["No alerts."]
+    return table(["severity", "kind", "version", "active", "count", "last_seen", "message"],
+                 [(x.get("severity"), x.get("kind"), x.get("version"), x.get("active"), x.get("count"),
+                   x.get("last_seen"), for_the_shell(_text(x.get("message")))) for x in items], max_width=90)
+
+
+Renderer = Callable[[dict[str, Any]], list[str]]
