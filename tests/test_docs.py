@@ -61,3 +61,72 @@ def test_a_changed_listing_is_reported_with_the_command_to_run(tmp_path, monkeyp
     assert "run `python scripts/gen_docs.py`" in capsys.readouterr().err
     assert gen_docs.main([]) == 0
     assert gen_docs.main(["--check"]) == 0
+
+
+# --- the hand-written pages stay complete ------------------------------------------------------------
+DOCS = ROOT / "docs"
+
+
+def test_errors_md_explains_every_error_code() -> None:
+    from model_mcp.core.errors import all_error_classes
+
+    text = (DOCS / "errors.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`") for line in text.splitlines() if line.startswith("| `")}
+    codes = {cls.code for cls in all_error_classes()}
+    assert codes <= rows, f"docs/errors.md lacks a row for {sorted(codes - rows)}: say when it happens and what to do"
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            when, todo = line.split("|")[2:4]
+            assert len(when.strip()) > 20 and len(todo.strip()) > 20, line
+
+
+def test_operations_md_documents_every_setting_and_serve_flag() -> None:
+    import re
+
+    from model_mcp.cli import build_parser
+    from model_mcp.settings import Settings
+
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    variables = {f"MODEL_MCP_{name.upper()}" for name in Settings.model_fields}
+    for path in (ROOT / "src").rglob("*.py"):  # variables read outside Settings too
+        variables |= set(re.findall(r"MODEL_MCP_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")))
+    missing = sorted(v for v in variables if f"`{v}`" not in text)
+    assert not missing, f"docs/operations.md (Configuration) lacks {missing}"
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    flags = {option for action in serve._actions for option in action.option_strings if option.startswith("--")}
+    flags -= {"--help"}
+    missing = sorted(flag for flag in flags if f"`{flag}" not in text)
+    assert not missing, f"docs/operations.md (Configuration) lacks the serve flags {missing}"
+
+
+def test_package_format_md_documents_every_key_and_file() -> None:
+    from model_mcp.core.package import OPTIONAL_FILES, REQUIRED_FILES
+    from model_mcp.core.schemas import FeatureProfile, Manifest, ManifestFile, Metadata, Resources
+
+    text = (DOCS / "package-format.md").read_text(encoding="utf-8")
+    for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
+        assert f"| `{name}` |" in text, name
+    for model in (Metadata, FeatureProfile, Manifest, ManifestFile, Resources):
+        for key in model.model_fields:
+            assert f"`{key}`" in text or f"`resources.{key}`" in text, (model.__name__, key)
+
+
+def test_the_package_example_builds_a_package_that_imports(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from model_mcp.core.manager import ModelManager
+    from model_mcp.settings import Settings
+
+    out = tmp_path / "example.zip"
+    done = subprocess.run([sys.executable, str(DOCS / "examples" / "build_package.py"), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    manager = ModelManager(Settings(home=tmp_path / "home"))
+    manager.start()
+    answer = manager.import_zip(path=str(out))
+    assert answer.status == "available" and answer.validation is not None and answer.validation.passed
+    assert not [w for w in answer.warnings if "not verified" in w]
+    deployed = manager.deploy(version=answer.version)
+    assert deployed.deployed_version == answer.version
