@@ -119,6 +119,9 @@ def test_every_command_over_one_home(tmp_path, capsys, two_packages):
 
     code, out, _ = cli(capsys, "show", "b", "--home", home)
     assert code == EXIT_OK and "model.joblib" in out and "features:" in out and "bytes_in" in out
+    lean = json.loads(cli(capsys, "show", "b", "--home", home, "--json")[1])
+    full = json.loads(cli(capsys, "show", "b", "--details", "--home", home, "--json")[1])
+    assert "feature_profile" not in lean["metadata"] and "feature_profile" in full["metadata"]
 
     code, out, _ = cli(capsys, "validate", "a", "--shallow", "--home", home)
     assert code == EXIT_OK and "a: validation passed" in out and "(shallow" in out and "structure" in out
@@ -292,6 +295,7 @@ def test_each_help_shows_only_its_own_flags(capsys):
         "list": {"--status", "--model-name", "--limit", "--offset"},
         "rollback": {"--to"},
         "validate": {"--shallow"},
+        "show": {"--details"},
     }
     every_flag = set().union(*own.values()) | {"--enable-custom-script", "--transport", "--read-only", "--port"}
     for command in COMMANDS:

@@ -93,6 +93,12 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset", type=_non_negative, default=0, help="skip this many versions first")
 
 
+def _show_args(p: argparse.ArgumentParser) -> None:
+    _version_arg(p, optional=True)
+    p.add_argument("--details", action="store_true",
+                   help="include the training feature profile and every deployment event")
+
+
 def _validate_args(p: argparse.ArgumentParser) -> None:
     _version_arg(p, optional=True, what="the version to validate")
     p.add_argument("--shallow", action="store_true", help="do not load or probe the model")
@@ -172,9 +178,8 @@ COMMANDS: list[Command] = [
     Command("list", "list_models", "list registered versions, newest first",
             lambda m, a: m.list_models(status=a.status, model_name=a.model_name, limit=a.limit, offset=a.offset),
             render.listed, _list_args),
-    Command("show", "get_model", "one version in full: metadata, files, validation, deployments",
-            lambda m, a: m.get_model(version=a.version), render.shown,
-            lambda p: _version_arg(p, optional=True)),
+    Command("show", "get_model", "one version: metadata, files, validation, deployments",
+            lambda m, a: m.get_model(version=a.version, details=a.details), render.shown, _show_args),
     Command("validate", "validate", "run every validation check on a version and save the report",
             lambda m, a: m.validate(version=a.version, deep=not a.shallow), render.validated, _validate_args,
             validates=True),

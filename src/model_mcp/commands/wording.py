@@ -47,6 +47,7 @@ FLAG_OF_ARGUMENT = {
     "request_id": "REQUEST_ID",
     "deep=false": "--shallow",
     "deep": "--shallow",
+    "details": "--details",
 }
 
 # Only names with an underscore are unambiguous as bare words; "deploy" or "predict" are also English.
