@@ -25,3 +25,12 @@ def test_the_error_tree_in_the_docstring_names_every_class() -> None:
     doc = errors.__doc__ or ""
     for cls in errors.all_error_classes():
         assert cls.__name__ in doc, cls.__name__
+
+
+def test_every_error_class_that_can_be_raised_carries_its_own_code() -> None:
+    """A leaf class inheriting its parent's code would answer with the wrong code; say it once per class."""
+    leaves = [cls for cls in errors.all_error_classes() if not cls.__subclasses__()]
+    for cls in leaves:
+        assert "code" in vars(cls), f"{cls.__name__} inherits its code instead of carrying its own"
+    codes = [cls.code for cls in leaves]
+    assert len(codes) == len(set(codes)), sorted(c for c in codes if codes.count(c) > 1)

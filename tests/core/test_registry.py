@@ -320,3 +320,25 @@ def test_a_repaired_registry_is_read_again(tmp_path: Path) -> None:
         registry.read()
     registry.store.registry_path.write_bytes(good)
     assert list(registry.read().entries) == ["v1"]
+
+
+def test_the_servers_own_fields_are_typed_and_an_old_shape_is_kept_aside(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    store.ensure()
+    digest = "ab" * 32
+    store.registry_path.write_text(json.dumps({
+        "v1": {"version": "v1", "path": "models/v1", "files": {"model.joblib": {"sha256": digest, "size": 3}},
+               "model_type": "IsolationForest", "origin": "pkg.zip", "validated_at": "2026-11-20T14:30:22Z"},
+        "v2": {"version": "v2", "path": "models/v2", "files": ["model.joblib"], "model_type": 7},
+    }))
+    registry = Registry(store)
+    entries = registry.read().entries
+    assert entries["v1"].files["model.joblib"].sha256 == digest and entries["v1"].files["model.joblib"].size == 3
+    assert (entries["v1"].model_type, entries["v1"].origin) == ("IsolationForest", "pkg.zip")
+    assert entries["v2"].files is None and entries["v2"].model_type is None
+    assert entries["v2"].model_extra == {"legacy_files": ["model.joblib"], "legacy_model_type": 7}
+
+    registry.update(lambda snap: None)
+    on_disk = json.loads(store.registry_path.read_bytes())
+    assert on_disk["v1"]["files"] == {"model.joblib": {"sha256": digest, "size": 3}}
+    assert "files" not in on_disk["v2"] and on_disk["v2"]["legacy_files"] == ["model.joblib"]

@@ -56,7 +56,7 @@ async def test_get_model_of_an_unknown_version_is_not_found(client):
     assert code == "not_found"
     assert "nope" in message
     code, _ = await call_error(client, "get_model")
-    assert code == "not_found"
+    assert code == "no_deployed_model"  # the one rule for an omitted version (resolve_version)
 
 
 async def test_get_model_refuses_a_path_as_version(client):

@@ -127,8 +127,7 @@ class Registry:
                     shutil.copy2(path, backup)
                 except OSError as exc:
                     raise storage_error(exc, "keeping a backup of the old registry") from exc
-        data = {version: entry.model_dump(mode="json", exclude_none=False) for version, entry in
-                snapshot.entries.items()}
+        data = {version: entry.registry_json() for version, entry in snapshot.entries.items()}
         raw = (json.dumps(data, indent=2) + "\n").encode()
         atomic_write_bytes(path, raw)
         try:

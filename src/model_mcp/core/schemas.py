@@ -19,6 +19,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -229,6 +230,17 @@ def parse_manifest(raw: bytes) -> Manifest:
 
 
 # --- the registry ----------------------------------------------------------------------------
+class FileInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sha256: str
+    size: int
+
+
+# Fields this server writes beside the contract's; an older registry may hold them in another
+# shape, which is kept under `legacy_<name>` rather than refusing the whole registry.
+_TYPED_EXTRAS = ("model_type", "origin", "validated_at", "files")
+
+
 class RegistryEntry(BaseModel):
     """One version in registry.json. Unknown fields (from older registries or later versions) are kept."""
 
@@ -241,15 +253,44 @@ class RegistryEntry(BaseModel):
     created_at: str | None = None
     imported_at: str | None = None
     source: Source = "manual"
-    deployed_at: str | None = None
+    deployed_at: str | None = Field(default=None, description="When it started serving; null unless deployed.")
     quality_score: float | None = None
+    model_type: str | None = None
+    origin: str | None = Field(default=None, description="The ZIP, upload or training-folder place it came from.")
+    validated_at: str | None = None
+    files: dict[str, FileInfo] | None = Field(default=None, description="sha256 and size of each file at import.")
 
     @model_validator(mode="before")
     @classmethod
     def _old_names(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("status") == "active":
-            data = {**data, "status": "deployed"}
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("status") == "active":
+            data["status"] = "deployed"
+        for name in _TYPED_EXTRAS:
+            if name in data and not _fits(name, data[name]):
+                data[f"legacy_{name}"] = data.pop(name)
         return data
+
+    def registry_json(self) -> dict[str, Any]:
+        """The entry as registry.json holds it: the typed extras only when known."""
+        data = self.model_dump(mode="json")
+        for name in _TYPED_EXTRAS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+def _fits(name: str, value: Any) -> bool:
+    try:
+        _EXTRA_ADAPTERS[name].validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+_EXTRA_ADAPTERS = {name: TypeAdapter(RegistryEntry.model_fields[name].annotation) for name in _TYPED_EXTRAS}
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -313,11 +354,6 @@ class ListModelsResult(BaseModel):
         default=None,
         description="registry.json is damaged: this answer is the last good copy; changes refuse.",
     )
-
-
-class FileInfo(BaseModel):
-    sha256: str
-    size: int
 
 
 class GetModelResult(BaseModel):

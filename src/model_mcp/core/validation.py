@@ -32,7 +32,7 @@ from model_mcp.core.package import (
     PackageContents,
     inspect_package,
 )
-from model_mcp.core.schemas import Check, Metadata, ValidationReport, utc_now
+from model_mcp.core.schemas import Check, FileInfo, Metadata, ValidationReport, utc_now
 from model_mcp.core.script_runner import run_validation_script
 from model_mcp.core.unpickler import load_trusted
 from model_mcp.settings import Settings
@@ -77,7 +77,7 @@ def validate_package(
     load_ms: float | None = None,
     digests: dict[str, FileDigest] | None = None,
     probe: ProbeResult | None = None,
-    recorded: dict[str, Any] | None = None,
+    recorded: dict[str, FileInfo] | None = None,
 ) -> ValidationOutcome:
     """Run every check on the package at `root`.
 
@@ -132,7 +132,7 @@ def validate_package(
 
 
 # --- structure ---------------------------------------------------------------------------------
-def check_recorded(files: dict[str, FileDigest], recorded: dict[str, Any]) -> None:
+def check_recorded(files: dict[str, FileDigest], recorded: dict[str, FileInfo]) -> None:
     """Every file recorded at import is still there with the same sha256 and size, and no new one."""
     from model_mcp.core.errors import HashMismatchError
 
@@ -140,7 +140,7 @@ def check_recorded(files: dict[str, FileDigest], recorded: dict[str, Any]) -> No
         actual = files.get(name)
         if actual is None:
             raise HashMismatchError(f"{name} was part of this version at import and is gone.")
-        if not isinstance(info, dict) or info.get("sha256") != actual.sha256 or info.get("size") != actual.size:
+        if info.sha256 != actual.sha256 or info.size != actual.size:
             raise HashMismatchError(f"{name} changed on disk since import (its sha256 differs from the registry's).")
     added = sorted(set(files) - set(recorded))
     if added:

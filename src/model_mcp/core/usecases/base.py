@@ -11,6 +11,7 @@ from typing import Any
 from model_mcp.core.archive import ArchiveLimits
 from model_mcp.core.errors import (
     ModelMcpError,
+    NoDeployedModelError,
     NotFoundError,
     ReadOnlyError,
 )
@@ -118,18 +119,27 @@ class UseCaseBase:
         except (OSError, ValueError):
             return None
 
-    def _default_version(self, snapshot: Snapshot, version: str | None) -> str:
+    def resolve_version(self, version: str | None, snapshot: Snapshot | None = None) -> str:
+        """Which version a call means: the one named (its name checked), else the deployed one.
+
+        The one rule for every tool whose `version` defaults to the deployed version. "Deployed" is
+        the registry's word (the last good copy while registry.json is damaged), so a version another
+        process deployed is meant even before this process serves it. Raises NoDeployedModelError
+        when nothing is named and nothing is deployed.
+        """
         if version is not None:
-            return version
+            return check_version_name(version)
+        if snapshot is None:
+            snapshot, _ = self.read_registry_for_reading()
         deployed = snapshot.deployed
         if deployed is None:
-            raise NotFoundError("No version was given and none is deployed; name a version (see list_models).")
+            raise NoDeployedModelError("No version was given and none is deployed; name a version (see "
+                                       "list_models) or deploy one first.")
         return deployed.version
 
     def _entry_fingerprint(self, entry: RegistryEntry) -> dict[str, str]:
-        files = getattr(entry, "files", None)
-        if isinstance(files, dict) and files:
-            return {name: info["sha256"] for name, info in sorted(files.items()) if isinstance(info, dict)}
+        if entry.files:
+            return {name: info.sha256 for name, info in sorted(entry.files.items())}
         from model_mcp.core.archive import hash_file
         from model_mcp.core.package import list_package_files
 

@@ -32,8 +32,10 @@ from model_mcp.core.registry import Snapshot
 from model_mcp.core.schemas import (
     DiscoverResult,
     DiscoveryProblem,
+    FileInfo,
     ImportResult,
     RegistryEntry,
+    ValidationReport,
     utc_now,
 )
 from model_mcp.core.store import (
@@ -198,13 +200,12 @@ class ImportCases(UseCaseBase):
         progress(0, None, "validating")
         outcome = validate_package(package_dir, version=version, settings=self.settings, contents=contents,
                                    estimator=estimator, digests=contents.files, probe=probe)
-        status = "available" if outcome.report.passed else "failed"
         try:
-            entry = self._publish(package_dir, contents, outcome, status=status, source=source, origin=origin)
+            entry = self._publish(package_dir, contents, outcome, source=source, origin=origin)
         except _AlreadyPresent as race:
             return race.result
         self.history.record("import", version=version, outcome="ok",
-                            detail=f"Imported {origin} from {source} as {status} "
+                            detail=f"Imported {origin} from {source} as {entry.status} "
                                    f"(quality {outcome.report.quality_score:.0f}).", source=source)
         progress(1, 1, "imported")
         return ImportResult(
@@ -256,7 +257,7 @@ class ImportCases(UseCaseBase):
         )
 
     def _publish(self, package_dir: Path, contents: PackageContents, outcome: ValidationOutcome, *,
-                 status: str, source: str, origin: str) -> RegistryEntry:
+                 source: str, origin: str) -> RegistryEntry:
         """Move the staged package into models/<version> and register it, as one step.
 
         A journal file (staging/publish-<version>.json) is written before the rename and removed after
@@ -266,21 +267,7 @@ class ImportCases(UseCaseBase):
         version = contents.version
         target = self.store.version_dir(version)
         journal = self.store.staging_dir / f"publish-{version}.json"
-        now = utc_now()
-        metadata = contents.metadata
-        entry = RegistryEntry(
-            version=version, model_name=metadata.model_name, status=status,  # type: ignore[arg-type]
-            path=f"models/{version}", created_at=metadata.created_at, imported_at=now,
-            source=source, quality_score=outcome.report.quality_score,  # type: ignore[arg-type]
-        )
-        extra = {
-            "model_type": metadata.model_type,
-            "origin": origin,
-            "files": {n: {"sha256": d.sha256, "size": d.size} for n, d in sorted(contents.files.items())},
-            "validated_at": outcome.report.generated_at,
-        }
-        for key, value in extra.items():
-            setattr(entry, key, value)
+        entry = new_entry(contents, outcome.report, path=f"models/{version}", source=source, origin=origin)
 
         with self.store.lock():
             # Checked again under the lock: another request or process may have imported this
@@ -375,17 +362,9 @@ class ImportCases(UseCaseBase):
         estimator, probe = self._first_load(contents)
         outcome = validate_package(folder, version=version, settings=self.settings, contents=contents,
                                    estimator=estimator, digests=contents.files, probe=probe)
-        status = "available" if outcome.report.passed else "failed"
-        metadata = contents.metadata
-        entry = RegistryEntry(
-            version=version, model_name=metadata.model_name, status=status,  # type: ignore[arg-type]
-            path=f"models/{folder.name}", created_at=metadata.created_at, imported_at=utc_now(),
-            source="manual", quality_score=outcome.report.quality_score,
-        )
-        entry.model_type = metadata.model_type  # type: ignore[attr-defined]
-        entry.files = {n: {"sha256": d.sha256, "size": d.size}  # type: ignore[attr-defined]
-                       for n, d in sorted(contents.files.items())}
-        entry.validated_at = outcome.report.generated_at  # type: ignore[attr-defined]
+        entry = new_entry(contents, outcome.report, path=f"models/{folder.name}", source="manual",
+                          origin=f"models/{folder.name}")
+        status = entry.status
 
         def add(snap: Snapshot) -> bool:
             if version in snap.entries:
@@ -430,3 +409,21 @@ class ImportCases(UseCaseBase):
         thread = threading.Thread(target=run, name="discover", daemon=True)
         thread.start()
         return thread
+
+
+def new_entry(contents: PackageContents, report: ValidationReport, *, path: str, source: str,
+              origin: str) -> RegistryEntry:
+    """The registry entry of a package just validated: the one place entries are built.
+
+    `available` when validation passed (warnings allowed), `failed` when a check failed.
+    """
+    metadata = contents.metadata
+    return RegistryEntry(
+        version=contents.version, model_name=metadata.model_name,
+        status="available" if report.passed else "failed",
+        path=path, created_at=metadata.created_at, imported_at=utc_now(),
+        source=source,  # type: ignore[arg-type]
+        quality_score=report.quality_score, model_type=metadata.model_type, origin=origin,
+        validated_at=report.generated_at,
+        files={n: FileInfo(sha256=d.sha256, size=d.size) for n, d in sorted(contents.files.items())},
+    )

@@ -9,7 +9,6 @@ import numpy as np
 from model_mcp.core.errors import (
     InsufficientDataError,
     InvalidInputError,
-    NoDeployedModelError,
     NotFoundError,
 )
 from model_mcp.core.monitoring import operational_alerts
@@ -63,13 +62,7 @@ class MonitoringCases(UseCaseBase):
             raise InvalidInputError("`window` must be a positive number of rows.")
         snapshot, _ = self.read_registry_for_reading()
         resident = self.runtime.current
-        if version is None:
-            if resident is not None:
-                version = resident.version
-            elif snapshot.deployed is not None:
-                version = snapshot.deployed.version
-            else:
-                raise NoDeployedModelError("Nothing is deployed; name a version or deploy one first.")
+        version = self.resolve_version(version, snapshot)
         entry = self._entry_or_not_found(snapshot, version)
         metadata = self._read_metadata(entry) or {}
         names = [str(n) for n in metadata.get("feature_names") or []]

@@ -70,11 +70,10 @@ class RegistryCases(UseCaseBase):
         feature_profile and the most recent deployment events; `details=True`, or the resource
         models://{version}, gives everything."""
         snapshot, _problem = self.read_registry_for_reading()
-        version = self._default_version(snapshot, version)
+        version = self.resolve_version(version, snapshot)
         entry = self._entry_or_not_found(snapshot, version)
-        files_raw = getattr(entry, "files", None)
-        if isinstance(files_raw, dict) and files_raw:
-            files = {n: FileInfo(sha256=i["sha256"], size=i["size"]) for n, i in files_raw.items()}
+        if entry.files:
+            files = dict(entry.files)
         else:
             from model_mcp.core.archive import hash_file
             from model_mcp.core.package import list_package_files
@@ -119,12 +118,12 @@ class RegistryCases(UseCaseBase):
         self._require_writable("validate")
         progress = progress or _no_progress
         snapshot = self.read_registry()
-        version = self._default_version(snapshot, version)
+        version = self.resolve_version(version, snapshot)
         entry = self._entry_or_not_found(snapshot, version)
         root = self.store.resolve_entry_path(entry.path)
         progress(0, None, "validating")
         outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
-                                   recorded=getattr(entry, "files", None))
+                                   recorded=entry.files)
         report = outcome.report
         self.save_report(report)
 
@@ -135,7 +134,7 @@ class RegistryCases(UseCaseBase):
             if current.status != "deployed":
                 current.status = "available" if report.passed else "failed"
             current.quality_score = report.quality_score
-            current.validated_at = report.generated_at  # type: ignore[attr-defined]
+            current.validated_at = report.generated_at
 
         self.registry.update(record)
         summary = report.summary()

@@ -27,7 +27,6 @@ from model_mcp.core.schemas import (
     parse_manifest,
     utc_now,
 )
-from model_mcp.core.store import check_version_name
 from model_mcp.core.unpickler import load_trusted
 from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
 from model_mcp.core.validation import validate_package
@@ -83,9 +82,9 @@ class ServingCases(UseCaseBase):
         model_path = root / "model.joblib"
         if not model_path.is_file():
             raise NotFoundError(f"Version {entry.version} has no model.joblib on disk.")
-        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
+        expected = (entry.files or {}).get("model.joblib")
         digest, size = hash_file(model_path)
-        if isinstance(expected, dict) and expected.get("sha256") not in (None, digest):
+        if expected is not None and expected.sha256 != digest:
             raise HashMismatchError(f"model.joblib of version {entry.version} changed on disk since import.")
         metadata = self._read_metadata(entry) or {}
         started = time.perf_counter()
@@ -199,7 +198,7 @@ class ServingCases(UseCaseBase):
             progress(0, None, "validating before deploy")
             root = self.store.resolve_entry_path(entry.path)
             outcome = validate_package(root, version=version, settings=self.settings, deep=True,
-                                       recorded=getattr(entry, "files", None))
+                                       recorded=entry.files)
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 failed = report.summary().failed_checks
@@ -276,19 +275,7 @@ class ServingCases(UseCaseBase):
             return None
 
     def performance_report(self, *, version: str | None = None) -> PerformanceReport:
-        if version is not None:
-            check_version_name(version)
-        target = version
-        if target is None:
-            current = self.runtime.current
-            if current is not None:
-                target = current.version
-            else:
-                snapshot, _ = self.read_registry_for_reading()
-                deployed = snapshot.deployed
-                if deployed is None:
-                    raise NoDeployedModelError("Nothing is deployed; name a version or deploy one first.")
-                target = deployed.version
+        target = self.resolve_version(version)
         try:
             figures = self.runtime.performance(target)
         except NotFoundError:
