@@ -148,6 +148,48 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=_positive, default=50, help="at most this many events (default 50)")
 
 
+def _accepts(method: str, argument: str) -> bool:
+    """Whether this build's ModelManager use case takes `argument` (parts of the tool set land separately)."""
+    import inspect
+
+    from model_mcp.core.manager import ModelManager
+
+    function = getattr(ModelManager, method, None)
+    return function is not None and argument in inspect.signature(function).parameters
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The optional use-case arguments this command line declared and set."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _performance_args(p: argparse.ArgumentParser) -> None:
+    _version_arg(p, optional=True)
+    if _accepts("performance_report", "since"):
+        p.add_argument("--since", metavar="TIME", help="figures from this moment (ISO-8601 UTC, such as "
+                                                       "2026-12-03T08:00:00Z); default: the version's deploy")
+        p.add_argument("--until", metavar="TIME", help="figures up to this moment (ISO-8601 UTC); default: now")
+        p.add_argument("--bucket-s", dest="bucket_s", type=_positive, metavar="SECONDS",
+                       help="width of the time series' buckets (default 60)")
+
+
+def _predict_more_args(p: argparse.ArgumentParser) -> None:
+    _predict_args(p)
+    if _accepts("predict", "exact_scores"):
+        p.add_argument("--exact-scores", dest="exact_scores", action="store_true", default=None,
+                       help="scores with every digit (default: rounded to the digits that matter)")
+        p.add_argument("--summary-only", dest="summary_only", action="store_true", default=None,
+                       help="label counts, anomalous rows and score quantiles instead of one line per row")
+
+
+def _alerts_args(p: argparse.ArgumentParser) -> None:
+    _version_arg(p, optional=True, what="only this version's alerts")
+    p.set_defaults(version=None)
+    p.add_argument("--active", dest="active_only", action="store_true", help="only alerts that still hold")
+    p.add_argument("--severity", choices=["info", "warning", "critical"], help="only this severity")
+    p.add_argument("--limit", type=_positive, default=100, help="at most this many alerts (default 100)")
+
+
 def _rows_or_none(path: Path | None, flag: str) -> Any:
     return None if path is None else read_rows(path, flag)
 
@@ -189,11 +231,12 @@ COMMANDS: list[Command] = [
     Command("rollback", "rollback", "go back to the previously deployed version",
             lambda m, a: m.rollback(to_version=a.to_version), render.deployed, _rollback_args, validates=True),
     Command("predict", "predict", "score rows with the deployed version",
-            lambda m, a: m.predict(rows=read_rows(a.input, "--input"), version=a.model_version),
-            render.predicted, _predict_args),
+            lambda m, a: m.predict(rows=read_rows(a.input, "--input"), version=a.model_version,
+                                   **_given(a, "exact_scores", "summary_only")),
+            render.predicted, _predict_more_args),
     Command("performance", "performance_report", "serving figures of a version: requests, errors, latency, alerts",
-            lambda m, a: m.performance_report(version=a.version), render.performance,
-            lambda p: _version_arg(p, optional=True)),
+            lambda m, a: m.performance_report(version=a.version, **_given(a, "since", "until", "bucket_s")),
+            render.performance, _performance_args),
     Command("drift", "drift_report", "compare inputs with the training data: feature, prediction, performance drift",
             lambda m, a: m.drift_report(version=a.version, current=_rows_or_none(a.current, "--current"),
                                         reference=_rows_or_none(a.reference, "--reference"), window=a.window),
@@ -218,7 +261,20 @@ COMMANDS: list[Command] = [
     Command("history", "get_history", "the audit trail, newest first",
             lambda m, a: m.get_history(kind=a.kind, limit=a.limit), render.history, _history_args),
 ]
-BY_NAME = {command.name: command for command in COMMANDS}
+# get_alerts belongs to the monitoring store; its command exists when this build has the tool.
+ALERTS = Command("alerts", "get_alerts", "alerts with memory: what was raised, when, how often, whether it holds",
+                 lambda m, a: m.get_alerts(version=a.version, active_only=a.active_only, severity=a.severity,
+                                           limit=a.limit),
+                 render.alerts, _alerts_args)
+
+
+def _available_commands() -> list[Command]:
+    from model_mcp.core.manager import ModelManager
+
+    return COMMANDS + ([ALERTS] if hasattr(ModelManager, "get_alerts") else [])
+
+
+BY_NAME = {command.name: command for command in [*COMMANDS, ALERTS]}
 
 
 def _store_flags(parser: argparse.ArgumentParser, command: Command) -> None:
@@ -239,7 +295,7 @@ def _store_flags(parser: argparse.ArgumentParser, command: Command) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add every operator command, each with only its own flags."""
-    for command in COMMANDS:
+    for command in _available_commands():
         parser = commands.add_parser(command.name, help=command.help, description=command.help[:1].upper()
                                      + command.help[1:] + f" (the `{command.tool}` tool).", epilog=command.epilog,
                                      allow_abbrev=False)
@@ -292,11 +348,16 @@ def run(args: argparse.Namespace, settings: Any, manager: Any = None) -> int:
 
     command = BY_NAME[args.command]
     prefix = f"model-mcp {command.name}"
+    owned = manager is None
     try:
         if manager is None:
             manager = ModelManager(settings)
             manager.start()
-        answer = _as_data(command.call(manager, args))
+        try:
+            answer = _as_data(command.call(manager, args))
+        finally:
+            if owned and hasattr(manager, "close"):
+                manager.close()  # writes what this run recorded (serving figures) before the process ends
     except ModelMcpError as exc:
         report = exc.data.get("report") if exc.data else None
         extra = _report_lines(report)

@@ -147,6 +147,20 @@ def deployed(a: dict[str, Any]) -> list[str]:
 
 
 def predicted(a: dict[str, Any]) -> list[str]:
+    summary = a.get("summary")
+    if isinstance(summary, dict):
+        lines = [f"{a.get('n_rows')} rows, {_text(a.get('anomaly_count'))} anomalies, answered by "
+                 f"{_text(a.get('model_version'))} in {a.get('latency_ms', 0):.1f} ms; request {_text(a.get('request_id'))}"]
+        counts = summary.get("label_counts") or {}
+        lines.append("labels: " + ", ".join(f"{printable(k)}: {v}" for k, v in counts.items()))
+        indices = summary.get("anomaly_indices")
+        if indices:
+            shown = ", ".join(str(i) for i in indices[:MAX_ROWS_SHOWN])
+            lines.append(f"anomalous rows: {shown}{' ...' if len(indices) > MAX_ROWS_SHOWN else ''}")
+        quantiles = summary.get("score_quantiles")
+        if isinstance(quantiles, dict):
+            lines.append("scores: " + ", ".join(f"{printable(k)} {_text(v)}" for k, v in quantiles.items()))
+        return lines
     labels = a.get("labels") or []
     scores = a.get("scores") or [None] * len(labels)
     flags = a.get("is_anomaly") or [None] * len(labels)
@@ -171,7 +185,12 @@ def performance(a: dict[str, Any]) -> list[str]:
         ("model file bytes", a.get("model_file_bytes")), ("memory bytes", a.get("memory_bytes")),
     ])
     if a.get("covers"):
-        lines.append(f"These figures cover {_text(a['covers'])}")
+        lines.append(f"Covers: {_text(a['covers'])}")
+    if a.get("series"):
+        lines.append(f"Series: {len(a['series'])} buckets of {_text(a.get('bucket_s'))} s (--json prints them)")
+    if a.get("processes"):
+        lines.append("Processes: " + ", ".join(f"{_text(p.get('pid'))}@{_text(p.get('host'))}"
+                                               for p in a["processes"]))
     return lines + _alerts(a.get("alerts", []))
 
 
