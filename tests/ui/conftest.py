@@ -38,8 +38,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Per module, not per session: while sync Playwright runs, its event loop counts as running in
+    # this thread, and the anyio tests of other modules could not start theirs.
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

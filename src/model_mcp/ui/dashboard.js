@@ -153,8 +153,9 @@
       }
     });
     function reportSize() {
-      var root = document.documentElement;
-      var size = { width: Math.ceil(root.scrollWidth), height: Math.ceil(root.scrollHeight) };
+      // The content's own box, not scrollHeight: that never drops below the iframe's height, so it could only grow.
+      var box = document.documentElement.getBoundingClientRect();
+      var size = { width: Math.ceil(box.width), height: Math.ceil(box.height) };
       var key = size.width + 'x' + size.height;
       if (key !== lastSize) { lastSize = key; notify('ui/notifications/size-changed', size); }
     }
@@ -796,10 +797,18 @@
         return { label: s[0], stroke: cssVar(s[2]) || '#2454c5', width: 2, spanGaps: true, points: { show: true, size: 5 } };
       })),
       axes: [{ stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
-             { stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 50 }]
+             { stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 56, values: compactTicks }]
     };
     var data = [entry.t].concat(entry.spec.series.map(function (s) { return s[1]; }));
     return new window.uPlot(opts, data, entry.plotBox);
+  }
+  function compactTicks(u, ticks) {
+    return ticks.map(function (v) {
+      var a = Math.abs(v);
+      if (a >= 1e6) return fmtNum(v / 1e6, 1) + 'M';
+      if (a >= 1e4) return fmtNum(v / 1e3, 0) + 'k';
+      return fmtNum(v, a < 10 ? 2 : 0);
+    });
   }
   function rerenderCharts() {
     state.charts.forEach(function (c) { c.plot.destroy(); clear(c.plotBox); c.plot = makePlot(c); });
