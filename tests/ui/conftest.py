@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from model_mcp import samples
 from model_mcp.core.manager import ModelManager
 from model_mcp.settings import Settings
-from tests.test_http import Running, running_server
+from tests.test_http import Running, free_port, spawn, stop
 
 CHROMIUM = os.environ.get("MODEL_MCP_CHROMIUM", "/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("MODEL_MCP_REQUIRE_BROWSER") == "1"
@@ -30,6 +32,7 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
 # Screenshots land here (gitignored); a few are copied by hand into docs/images/ for the README.
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 WIDTHS = (400, 1280)
+WAIT_MS = 180_000
 
 
 def _unavailable(reason: str) -> None:
@@ -48,6 +51,9 @@ def browser() -> Iterator[Any]:
         _unavailable("the playwright package is not installed (pip install -e '.[test]')")
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         try:
@@ -69,7 +75,8 @@ def page_factory(browser: Any) -> Iterator[Callable[..., Any]]:
         page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
         page.on("console", lambda msg: page.problems.append(f"console.{msg.type}: {msg.text}")
                 if msg.type == "error" else None)
-        page.set_default_timeout(30_000)
+        # Generous bounds, not timings: a deploy loads the model in a child process, slow on a busy machine.
+        page.set_default_timeout(WAIT_MS)
         return page
 
     yield make
@@ -109,10 +116,27 @@ class Served:
         return json.loads((self.home / "registry.json").read_text())
 
 
+def _wait_until_listening(process: Any, port: int, stderr: Path, bound_s: float = 120.0) -> None:
+    """A generous bound: on a busy machine the server's start can take far longer than usual."""
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}: {stderr.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"server did not listen on {port} within {bound_s:.0f} s: {stderr.read_text()}")
+
+
 @contextlib.contextmanager
 def served(folder: Path, *extra: str, token: str | None = None, env: dict[str, str] | None = None) -> Iterator[Served]:
-    with running_server(folder, *extra, token=token, env=env) as running:
-        yield Served(running, folder / "home")
+    port = free_port()
+    process, out, err = spawn(folder, port, *extra, token=token, env=env)
+    try:
+        _wait_until_listening(process, port, err)
+        yield Served(Running(process, port, out, err), folder / "home")
+    finally:
+        stop(process)
 
 
 class ThreadClient:

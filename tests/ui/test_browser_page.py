@@ -119,7 +119,7 @@ def test_the_page_lists_deploys_charts_and_shows_error_codes(server, page_factor
         page.wait_for_selector(".timeline li")
         timeline = page.locator(".timeline").inner_text()
         assert "deploy" in timeline and "v2" in timeline
-        screenshot(page, "browser-history-400")
+        screenshot(page, "browser-history-1280")
         assert page.problems == []
     finally:
         client.close()

@@ -14,7 +14,7 @@ from mcp import Client
 from model_mcp.server import build_server
 from model_mcp.ui import DASHBOARD_URI, UPLOT_VERSION, content_security_policy, dashboard_page
 from tests.helpers import call, call_error
-from tests.test_http import running_server
+from tests.ui.conftest import served
 
 pytestmark = pytest.mark.anyio
 PAGE_BUDGET = 300 * 1024
@@ -101,8 +101,8 @@ async def test_open_dashboard_on_an_empty_store(client):
 
 
 async def test_the_page_is_served_at_the_root_with_its_csp_and_without_the_token(tmp_path):
-    with running_server(tmp_path / "srv", token="secret") as running:
-        base = f"http://127.0.0.1:{running.port}"
+    with served(tmp_path / "srv", token="secret") as server:
+        base = server.base
         async with httpx2.AsyncClient(timeout=10) as http:
             page = await http.get(base + "/")
             assert page.status_code == 200

@@ -48,8 +48,9 @@ window.addEventListener('message', async (event) => {
                     styles: {variables: {'--color-background-primary': '#101114', '--font-sans': 'sans-serif'}}}}});
   } else if (m.method === 'ui/notifications/initialized') {
     initialized = true;
-    const opened = JSON.parse(await window.relay(JSON.stringify({method: 'tools/call', params: {name: 'open_dashboard', arguments: {}}})));
-    toApp({jsonrpc: '2.0', method: 'ui/notifications/tool-input', params: {arguments: {}}});
+    const args = window.toolArguments || {};
+    const opened = JSON.parse(await window.relay(JSON.stringify({method: 'tools/call', params: {name: 'open_dashboard', arguments: args}})));
+    toApp({jsonrpc: '2.0', method: 'ui/notifications/tool-input', params: {arguments: args}});
     toApp({jsonrpc: '2.0', method: 'ui/notifications/tool-result', params: opened.result});
   } else if (m.method === 'ui/notifications/size-changed') {
     frame.style.height = m.params.height + 'px';
@@ -93,7 +94,7 @@ def app_server(tmp_path_factory):
         yield running
 
 
-def open_app(page_factory, server, width: int):
+def open_app(page_factory, server, width: int, tool_arguments: dict[str, Any] | None = None):
     client = ThreadClient(server.base + "/mcp")
     tools = client.list_tools().tools
     dashboard_tool = next(t for t in tools if t.name == "open_dashboard")
@@ -105,9 +106,10 @@ def open_app(page_factory, server, width: int):
     page = page_factory(width)
     page.expose_function("relay", relay)
     page.set_content(HOST_PAGE)
+    page.evaluate("args => { window.toolArguments = args; }", tool_arguments or {})
     page.evaluate("html => { document.getElementById('app').srcdoc = html; }", resource.text)
     frame = page.frame_locator("#app")
-    expect(frame.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
+    expect(frame.locator("body")).to_have_attribute("data-ready", "true")
     return client, relay, page, frame
 
 
@@ -190,6 +192,16 @@ def test_hostile_package_text_stays_text_in_the_app(app_server, page_factory):
             frame.get_by_role("button", name="Models", exact=True).click()
             expect(frame.locator("tr[data-version='v1']")).to_be_visible()
             app_screenshot(page, f"app-models-{width}")
+        assert page.problems == []
+    finally:
+        client.close()
+
+
+def test_open_dashboard_with_a_version_opens_the_app_on_it(app_server, page_factory):
+    client, relay, page, frame = open_app(page_factory, app_server, 400, {"version": "v2"})
+    try:
+        expect(frame.get_by_role("heading", name="Version v2")).to_be_visible()
+        assert ("tools/call", "get_model") in relay.calls
         assert page.problems == []
     finally:
         client.close()
