@@ -68,7 +68,7 @@ def type_name(schema: dict[str, Any] | bool, defs: dict[str, Any]) -> str:
     if "const" in schema:
         return json.dumps(schema["const"])
     if "enum" in schema:
-        return " \\| ".join(json.dumps(v) for v in schema["enum"])
+        return " | ".join(json.dumps(v) for v in schema["enum"])  # _cell escapes the bars inside tables
     for key in ("anyOf", "oneOf"):
         if key in schema:
             names = []

@@ -132,3 +132,20 @@ def test_the_package_example_builds_a_package_that_imports(tmp_path) -> None:
     assert not [w for w in answer.warnings if "not verified" in w]
     deployed = manager.deploy(version=answer.version)
     assert deployed.deployed_version == answer.version
+
+
+def test_every_table_row_in_the_docs_has_its_header_s_cells() -> None:
+    """A bar inside a cell (an enum `"a" | "b"`) must be escaped, or Markdown splits the cell."""
+    import re
+
+    bar = re.compile(r"(?<!\\)(?:\\\\)*\|")  # a bar after an even number of backslashes splits cells
+    for page in sorted(DOCS.glob("*.md")):
+        width = None
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.startswith("|"):
+                width = None
+                continue
+            cells = len(bar.findall(line))
+            if width is None:
+                width = cells
+            assert cells == width, f"{page.name}:{number} has {cells - 1} cells, its header {width - 1}"
