@@ -76,6 +76,31 @@ class History:
                 break
         return found
 
+    def tally_from(self, offset: int) -> tuple[int, dict[tuple[str, str], int]]:
+        """Events by (event, outcome) in the lines written since byte `offset`; and the new offset.
+
+        For counters that must not reread a year of history at every metrics scrape: the caller
+        keeps the offset. A torn or partial last line is left for the next call. A file shorter
+        than `offset` (replaced by hand) is counted again from its start.
+        """
+        counts: dict[tuple[str, str], int] = {}
+        try:
+            with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < offset:
+                    offset = 0
+                handle.seek(offset)
+                data = handle.read(size - offset)
+        except FileNotFoundError:
+            return 0, counts
+        complete = data.rfind(b"\n") + 1
+        for raw in data[:complete].split(b"\n"):
+            entry = _parse(raw)
+            if entry is not None:
+                key = (str(entry.get("event")), str(entry.get("outcome")))
+                counts[key] = counts.get(key, 0) + 1
+        return offset + complete, counts
+
     def _newest_first(self, block: int = 64 * 1024) -> Iterator[dict[str, Any]]:
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator

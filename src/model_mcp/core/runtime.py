@@ -37,6 +37,7 @@ in the recent window.
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import itertools
 import logging
@@ -64,6 +65,9 @@ from model_mcp.core.footprint import estimate_memory_bytes
 logger = logging.getLogger(__name__)
 
 __all__ = ["ResidentModel", "Runtime", "parse_rows", "utc_now_iso"]
+
+# Upper bounds (ms) of the predict latency histogram that /metrics exposes (counts since install).
+LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 
 # How many feature names an error message lists before "...".
 _NAMES_IN_MESSAGE = 12
@@ -517,6 +521,9 @@ class _Deployment:
         self.busy_s = 0.0
         self.latencies_ms = np.zeros(runtime.latency_window, dtype=np.float64)
         self.n_latencies = 0
+        # Cumulative, unlike the latency ring: a Prometheus histogram never forgets (+Inf last).
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.latency_sum_ms = 0.0
         self.window = _Rows(runtime.window_rows, d, ring=True)
         self.baseline = _Rows(runtime.baseline_rows, d, ring=False)
 
@@ -538,8 +545,21 @@ class _Deployment:
                 self.n_anomalies += anomalies
             self.latencies_ms[self.n_latencies % self.latencies_ms.shape[0]] = seconds * 1000.0
             self.n_latencies += 1
+            self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, seconds * 1000.0)] += 1
+            self.latency_sum_ms += seconds * 1000.0
             self.baseline.add(X, scores, int_labels)
             return self.window.add(X, scores, int_labels)
+
+    def counters(self) -> dict[str, Any]:
+        """The running totals only (no percentiles): cheap enough for every metrics scrape."""
+        with self.lock:
+            counts = {"n_requests": self.n_requests, "n_rows": self.n_rows, "n_errors": self.n_errors,
+                      "n_flagged_rows": self.n_flagged_rows, "n_anomalies": self.n_anomalies,
+                      "latency_buckets": list(self.latency_buckets), "latency_sum_ms": self.latency_sum_ms}
+        resident = self.resident
+        return {**counts, "version": resident.version, "deployed_at": resident.deployed_at,
+                "model_file_bytes": resident.model_file_bytes, "memory_bytes": resident.memory_bytes,
+                "load_ms": resident.load_ms}
 
     def figures(self) -> dict[str, Any]:
         with self.lock:
@@ -815,6 +835,13 @@ class Runtime:
         figures = deployment.figures()
         figures["serving"] = deployment is self._serving
         return figures
+
+    def counters(self) -> list[dict[str, Any]]:
+        """Running totals of every retained deployment (see `_Deployment.counters`), plus `serving`."""
+        with self._switch_lock:
+            deployments = list(self._history.values())
+        serving = self._serving
+        return [{**d.counters(), "serving": d is serving} for d in deployments]
 
     def recent(self, version: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(inputs (n, d), scores, labels) of the recent window, oldest first, as copies.

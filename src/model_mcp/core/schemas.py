@@ -418,6 +418,13 @@ class PerformanceReport(BaseModel):
     serving: bool = Field(default=True, description="False once it no longer serves.")
 
 
+class Readiness(BaseModel):
+    ready: bool = Field(description="True when predict is served as the registry says (or nothing is deployed).")
+    state: Literal["serving", "nothing_deployed", "loading", "load_failed"]
+    version: str | None = Field(description="The version serving, loading or failed to load.")
+    detail: str
+
+
 class DiscoveryProblem(BaseModel):
     folder: str
     code: str

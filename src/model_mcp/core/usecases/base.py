@@ -57,6 +57,10 @@ class UseCaseBase:
         if self.settings.read_only:
             raise ReadOnlyError(f"The server was started read-only; {tool} would change the store and is refused.")
 
+    def check_writable(self, tool: str) -> None:
+        """Raise ReadOnlyError on a read-only server: for edges that refuse before reading a large body."""
+        self._require_writable(tool)
+
     def read_registry(self) -> Snapshot:
         """For changing use cases: raises RegistryCorruptError when registry.json does not parse."""
         return self.registry.read()

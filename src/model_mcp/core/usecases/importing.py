@@ -116,15 +116,29 @@ class ImportCases(UseCaseBase):
             return self._import_zip(path=path, content_base64=content_base64, filename=filename, source=source,
                                     origin=origin, progress=progress or _no_progress)
 
+    def import_uploaded(self, *, path: Path, filename: str | None = None,
+                        progress: Progress | None = None) -> ImportResult:
+        """Import a ZIP that the HTTP edge streamed into the home's staging (counting its bytes).
+
+        The same import as import_zip(path=...), except for the MODEL_MCP_IMPORT_ROOTS rule: that
+        rule limits which of the server's files a client may name, and this file is not a client's
+        path but the upload the server itself wrote.
+        """
+        self._require_writable("import_zip")
+        origin = filename or "upload.zip"
+        with self._audit_failure("import", origin=origin, source="zip"):
+            return self._import_zip(path=str(path), content_base64=None, filename=filename, source="zip",
+                                    origin=origin, progress=progress or _no_progress, uploaded=True)
+
     def _import_zip(self, *, path: str | None, content_base64: str | None, filename: str | None, source: str,
-                    origin: str | None, progress: Progress) -> ImportResult:
+                    origin: str | None, progress: Progress, uploaded: bool = False) -> ImportResult:
         if (path is None) == (content_base64 is None):
             raise InvalidInputError("Give exactly one of `path` (a .zip on the server's disk) or `content_base64`.")
         check_path_argument(path)
         check_name_argument(filename, "filename")
         self.read_registry()  # a damaged registry refuses changes before any work
         if path is not None:
-            if source == "zip":
+            if source == "zip" and not uploaded:
                 self._check_import_root(path)
             upload: Path | bytes = read_upload_path(path, self.limits)
             origin = origin or Path(path).name

@@ -21,6 +21,7 @@ from model_mcp.core.schemas import (
     Alert,
     DeployResult,
     PerformanceReport,
+    Readiness,
     RegistryEntry,
     Resources,
     ValidationSummary,
@@ -260,6 +261,26 @@ class ServingCases(UseCaseBase):
                     "deploy a version that validates."
                 )
         return self.runtime.predict(rows, version=version)
+
+    def readiness(self) -> Readiness:
+        """Whether this process serves what is deployed (for /readyz and load balancers).
+
+        Ready: a model is resident, or nothing is deployed on purpose. Not ready: the deployed
+        version is still loading at start, or that load failed (predict would answer
+        no_deployed_model although a version is deployed).
+        """
+        current, loading, error = self.runtime.current, self.runtime.loading, self.runtime.load_error
+        if current is not None:
+            return Readiness(ready=True, state="serving", version=current.version,
+                             detail=f"Version {current.version} is loaded and serves predict.")
+        if loading is not None:
+            return Readiness(ready=False, state="loading", version=loading,
+                             detail=f"The deployed version {loading} is still loading.")
+        if error is not None:
+            return Readiness(ready=False, state="load_failed", version=error["version"],
+                             detail=f"The deployed version {error['version']} failed to load: {error['message']}")
+        return Readiness(ready=True, state="nothing_deployed", version=None,
+                         detail="No version is deployed; predict answers no_deployed_model until one is.")
 
     # --- performance -----------------------------------------------------------------------------
     def manifest_resources(self, version: str) -> Resources | None:
