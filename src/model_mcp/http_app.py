@@ -28,6 +28,11 @@ Why each layer is there:
 
 The SDK's app keeps its lifespan (the session manager's task group): the token check is added as
 a middleware of that same Starlette app, and lifespan events pass through it untouched.
+
+Beside /mcp, `model_mcp.http.mount_api` adds the REST API (/api/v1), /healthz, /readyz and /metrics,
+and applies the same Host/Origin check to them. The token covers them too, except the two probes
+/healthz and /readyz, which are open (see `model_mcp/http/ops.py`). On those paths a refusal is a
+problem document (application/problem+json) instead of a JSON-RPC error.
 """
 
 from __future__ import annotations
@@ -36,17 +41,21 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+from typing import TYPE_CHECKING
 from mcp.server import MCPServer
 from mcp.types import INVALID_REQUEST
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_mcp.logs import get_logger
 from model_mcp.settings import Settings
 from model_mcp.ui.http_page import dashboard_route, is_dashboard_request
+
+if TYPE_CHECKING:
+    from model_mcp.core.manager import ModelManager
 
 log = get_logger(__name__)
 
@@ -166,12 +175,14 @@ class BearerTokenMiddleware:
     starts and stops with the app.
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self._expected = _digest(token.encode("utf-8"))
+        self._open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or is_dashboard_request(scope):  # the page is static; it asks for the token
+        # The dashboard page is static (it asks for the token); the probes are open (model_mcp/http/ops.py).
+        if scope["type"] == "lifespan" or is_dashboard_request(scope) or scope.get("path") in self._open_paths:
             await self.app(scope, receive, send)
             return
         reason = self._refusal(Headers(scope=scope).get("authorization"))
@@ -184,7 +195,7 @@ class BearerTokenMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await _unauthorized(reason)(scope, receive, send)
+        await _unauthorized(reason, scope.get("path", ""))(scope, receive, send)
 
     def _refusal(self, authorization: str | None) -> str | None:
         """None when the token matches; else "missing" or "wrong"."""
@@ -198,7 +209,7 @@ class BearerTokenMiddleware:
         return None if hmac.compare_digest(given, self._expected) else "wrong"
 
 
-def _unauthorized(reason: str) -> JSONResponse:
+def _unauthorized(reason: str, path: str = MCP_PATH) -> Response:
     """401 with an RFC 6750 challenge and, like the SDK's own HTTP errors, a JSON-RPC error body.
 
     The JSON-RPC body is what an MCP client surfaces to its user, so the reason reaches them. The
@@ -210,12 +221,18 @@ def _unauthorized(reason: str) -> JSONResponse:
     else:
         challenge = 'Bearer realm="model-mcp", error="invalid_token"'
         message = "Unauthorized: the bearer token is not the one this server is configured with"
+    if path != MCP_PATH and not path.startswith(MCP_PATH + "/"):
+        from model_mcp.http.problems import problem_response
+
+        return problem_response("unauthorized", message, headers={"WWW-Authenticate": challenge})
     body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})
 
 
-def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
+def build_http_app(server: MCPServer, settings: Settings, manager: ModelManager | None = None) -> Starlette:
     """The SDK's Streamable HTTP app at `/mcp`, with Host/Origin checks on and the token check around it.
+
+    With `manager` (the one `server` was built over), the REST API and the operations endpoints too.
 
     Raises ValueError for a binding beyond loopback without a token (see `binding_refusal`).
     """
@@ -231,13 +248,19 @@ def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
         host=settings.host,
     )
     app.router.routes.append(dashboard_route())  # the dashboard page at `/` (model_mcp.ui)
+    open_paths: frozenset[str] = frozenset()
+    if manager is not None:
+        from model_mcp.http import mount_api
+
+        open_paths = mount_api(app, manager, security, mcp_path=MCP_PATH,
+                               max_json_bytes=max_request_body_size(settings))
     token = configured_token(settings)
     if token is not None:
-        app.add_middleware(BearerTokenMiddleware, token=token)
+        app.add_middleware(BearerTokenMiddleware, token=token, open_paths=open_paths)
     return app
 
 
-def serve_http(server: MCPServer, settings: Settings) -> int:
+def serve_http(server: MCPServer, settings: Settings, manager: ModelManager | None = None) -> int:
     """Run uvicorn on the app until stopped; 2 when the binding is refused or the port can't be bound.
 
     uvicorn's own logging config is skipped (`log_config=None`): its loggers then go to the root
@@ -249,7 +272,7 @@ def serve_http(server: MCPServer, settings: Settings) -> int:
     if refusal is not None:
         log.error("http_refused", host=settings.host, port=settings.port, message=refusal)
         return 2
-    app = build_http_app(server, settings)
+    app = build_http_app(server, settings, manager)
     log.info("http_listening", url=f"http://{_host_entry(settings.host, settings.port)}{MCP_PATH}",
              auth="bearer" if configured_token(settings) else "none (loopback only)")
     config = uvicorn.Config(

@@ -37,6 +37,6 @@ def serve(settings: Settings) -> int:
     if settings.transport == "http":
         from model_mcp.http_app import serve_http
 
-        return serve_http(server, settings)
+        return serve_http(server, settings, manager)
     server.run("stdio")
     return 0

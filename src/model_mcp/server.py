@@ -32,6 +32,7 @@ from model_mcp import __version__
 from model_mcp.arguments import accepted_names, describe_argument_errors, forbid_unknown
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
+from model_mcp.core.refusals import count_refusal
 from model_mcp.core.schemas import (
     DeleteResult,
     DeployResult,
@@ -110,8 +111,10 @@ async def _call(tool: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
     except ModelMcpError as exc:
         log.info("tool_refused", tool=tool, code=exc.code, message=str(exc))
+        count_refusal("mcp", exc.code)
         raise tool_error(exc) from None
     except Exception as exc:
+        count_refusal("mcp", "internal_error")
         raise internal_error(tool, exc) from None
 
 

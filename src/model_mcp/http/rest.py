@@ -1,0 +1,461 @@
+"""The REST API under /api/v1: FastAPI routes over the same ModelManager as the MCP tools.
+
+A route only parses and maps: it reads the request into keyword arguments, calls one
+ModelManager method in a worker thread (the use cases block) and returns that method's pydantic
+answer (`core/schemas.py`), which is also the response schema in the OpenAPI document. Every rule
+(validation, read-only, limits, states) stays in the core, so REST and MCP answer alike.
+
+Bad input is refused with 422 `invalid_input`: unknown query parameters and body fields too (the
+request models forbid extra fields; `_refuse_unknown_query` checks the query against the route's
+declared parameters). Failures are problem details (`problems.py`).
+
+Two endpoints read their bodies themselves, because they take more than JSON: `POST /models`
+(multipart `package`, a raw ZIP, or JSON `{"path"}`/`{"content_base64"}`, streamed with the upload
+limit counted as it arrives: `uploads.py`) and `POST /predict` (JSON rows, or `text/csv` with a
+header row of feature names). Their request bodies are declared in the document by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model_mcp import __version__
+from model_mcp.core.errors import InvalidInputError, ModelMcpError
+from model_mcp.core.manager import ModelManager
+from model_mcp.core.refusals import count_refusal
+from model_mcp.core.schemas import (
+    DeleteResult,
+    DeployResult,
+    DiscoverResult,
+    DriftReport,
+    FeedbackResult,
+    GetModelResult,
+    HistoryResult,
+    ImportResult,
+    ListModelsResult,
+    PerformanceReport,
+    PredictResult,
+    ScanResult,
+    ValidationReport,
+)
+from model_mcp.http.problems import PROBLEM_CONTENT_TYPE, problem_for_error, problem_response
+from model_mcp.http.uploads import ZIP_MEDIA_TYPES, media_type, read_json_body, stream_package
+from model_mcp.logs import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+API_PREFIX = "/api/v1"
+MIB = 1024 * 1024
+
+
+# --- the problem document in the schema ----------------------------------------------------------
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the contract's error `code`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="urn:model-mcp:problem:<code>")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong and what to do; the core's sentence.")
+    code: str = Field(description="The contract's error code, as in `[code]` on /mcp.")
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "description": "A problem (RFC 9457): the `code` says which; see the README's table of statuses.",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    },
+}
+
+
+# --- request bodies: unknown fields are refused ---------------------------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImportRequest(_Body):
+    path: str | None = Field(default=None, description="A .zip on the server's disk (see MODEL_MCP_IMPORT_ROOTS).")
+    content_base64: str | None = Field(default=None, description="The ZIP's bytes, base64-encoded.")
+    filename: str | None = Field(default=None, description="The upload's file name, for the audit trail.")
+
+
+class ValidateRequest(_Body):
+    deep: bool = Field(default=True, description="Load and probe the model (default true).")
+
+
+class DeployRequest(_Body):
+    """No options yet; an empty object (or no body) deploys the version in the path."""
+
+
+class RollbackRequest(_Body):
+    to_version: str | None = Field(default=None, description="Roll back to this version instead.")
+
+
+class PredictRequest(_Body):
+    rows: Any = Field(description="A list of rows: lists of numbers in feature order, or objects keyed by name.")
+    version: str | None = Field(default=None, description="Answer only if this version is deployed.")
+
+
+class DriftRequest(_Body):
+    version: str | None = None
+    current: Any = Field(default=None, description="Rows to judge instead of the recent predict inputs.")
+    reference: Any = Field(default=None, description="Rows to compare with instead of the training profile.")
+    window: int | None = Field(default=None, description="Use only the last N recent inputs.")
+
+
+class FeedbackRequest(_Body):
+    request_id: str = Field(description="The request_id a predict call answered.")
+    labels: Any = Field(description="One label per row of that request: -1 anomaly, 1 normal.")
+
+
+class TrainingImportRequest(_Body):
+    import_latest: bool = Field(default=False, description="Import the newest complete package.")
+    import_versions: list[str] = Field(default_factory=list, description="Import the packages giving these versions.")
+
+
+# --- helpers --------------------------------------------------------------------------------------
+async def _run(fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """One use case in a worker thread; an unexpected exception becomes internal_error (logged)."""
+    try:
+        return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
+    except ModelMcpError:
+        raise
+    except Exception as exc:
+        raise _internal(getattr(fn, "__name__", "call"), exc) from None
+
+
+def _internal(what: str, exc: BaseException) -> ModelMcpError:
+    reference = uuid.uuid4().hex[:12]
+    log.error("internal_error", endpoint=what, reference=reference, exc_info=exc)
+    return ModelMcpError(f"{what} failed unexpectedly; the server log has the details (reference {reference}). "
+                         "Nothing was changed.")
+
+
+def _describe(exc: ValidationError | RequestValidationError) -> str:
+    parts = []
+    for error in list(exc.errors())[:5]:
+        loc = [str(p) for p in error.get("loc", ())]
+        place = loc.pop(0) if loc and loc[0] in ("body", "query", "path") else "body"
+        where = ".".join(loc) or "the body"
+        if place != "body":
+            where = f"{place} parameter {where}"
+        if error.get("type") == "extra_forbidden":
+            parts.append(f"`{where}` is not a field this endpoint takes")
+        elif error.get("type") == "missing":
+            parts.append(f"`{where}` is required")
+        else:
+            parts.append(f"`{where}`: {error.get('msg')}")
+    return "The request does not fit the endpoint: " + "; ".join(parts) + "."
+
+
+def _parse(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        raise InvalidInputError(_describe(exc)) from None
+
+
+async def _refuse_unknown_query(request: Request) -> None:
+    """Query parameters the route does not declare are refused, not silently ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    known = {param.alias for param in dependant.query_params} if dependant is not None else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown query parameter(s) {', '.join(repr(u[:64]) for u in unknown[:5])}; this endpoint takes "
+            + (", ".join(sorted(known)) if known else "none") + "."
+        )
+
+
+def _rows_from_csv(raw: bytes) -> list[dict[str, Any]]:
+    """CSV with a header row of feature names -> rows keyed by name; numbers parsed, the rest left to the core."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInputError("The CSV body is not UTF-8 text.") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise InvalidInputError("The CSV body is empty: send a header row of feature names, then rows.")
+        rows: list[dict[str, Any]] = []
+        for line_no, record in enumerate(reader, start=2):
+            if not record:
+                continue
+            if len(record) != len(header):
+                raise InvalidInputError(f"CSV line {line_no} has {len(record)} values; the header names {len(header)}.")
+            rows.append({name: _number(value) for name, value in zip(header, record, strict=True)})
+    except csv.Error as exc:
+        raise InvalidInputError(f"The CSV body cannot be read ({exc}).") from None
+    return rows
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the core names the row and the value
+
+
+def _schema_ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+# --- the app --------------------------------------------------------------------------------------
+def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
+    """The REST app, to be mounted at /api/v1 (its OpenAPI document is then /api/v1/openapi.json).
+
+    `max_json_bytes` bounds JSON bodies read by hand (imports with `content_base64`, predict).
+    """
+    app = FastAPI(
+        title="model-mcp REST API",
+        version=__version__,
+        summary="The lifecycle of anomaly-detection models over HTTP: the same core as the MCP tools at /mcp.",
+        openapi_url="/openapi.json",
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN; the document is what clients need
+        redoc_url=None,
+        responses=PROBLEM_RESPONSES,
+        dependencies=[Depends(_refuse_unknown_query)],
+        servers=[{"url": API_PREFIX}],
+        root_path_in_servers=False,
+    )
+    _install_error_handlers(app)
+    router = APIRouter()
+    limits = manager.limits
+
+    # --- models -------------------------------------------------------------------------------
+    @router.get("/models", response_model=ListModelsResult, tags=["models"], summary="List registered versions")
+    async def list_models(
+        status: Annotated[Literal["imported", "available", "deployed", "failed", "archived"] | None,
+                          Query(description="Only versions with this status.")] = None,
+        model_name: Annotated[str | None, Query(description="Only versions of this model name.")] = None,
+        limit: Annotated[int | None, Query(ge=0, le=10_000, description="At most this many entries.")] = None,
+        offset: Annotated[int, Query(ge=0, description="Skip this many entries first.")] = 0,
+    ) -> ListModelsResult:
+        return await _run(manager.list_models, status=status, model_name=model_name, limit=limit, offset=offset)
+
+    @router.post(
+        "/models", response_model=ImportResult, status_code=201, tags=["models"],
+        summary="Import a package ZIP (201 imported, 200 already present)",
+        description=(
+            "Send the ZIP as the multipart field `package`, as the raw body (`application/zip`), or name a file "
+            "on the server's disk with JSON `{\"path\": ...}` (or send `{\"content_base64\": ...}`). The upload "
+            "is streamed to the store's staging folder with its size counted: over MODEL_MCP_MAX_UPLOAD_BYTES "
+            "the read stops with 413 `archive_too_large`."
+        ),
+        responses={200: {"description": "The very same package was already imported; nothing changed.",
+                         "model": ImportResult}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["package"], "additionalProperties": False,
+                "properties": {"package": {"type": "string", "format": "binary"}}}},
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": _schema_ref(ImportRequest)},
+        }}},
+    )
+    async def import_model(request: Request, response: Response) -> ImportResult:
+        kind = media_type(request)
+        if kind == "application/json":
+            body = _parse(ImportRequest, await read_json_body(request, max_json_bytes))
+            result = await _run(manager.import_zip, path=body.path, content_base64=body.content_base64,
+                                filename=body.filename)
+        elif kind == "multipart/form-data" or kind in ZIP_MEDIA_TYPES:
+            manager.check_writable("import_zip")  # before reading a body that may be hundreds of MB
+            with manager.store.staging() as folder:
+                target = folder / "upload.zip"
+                filename = await stream_package(request, target, limits.max_upload_bytes)
+                result = await _run(manager.import_uploaded, path=target, filename=filename)
+        else:
+            return problem_response(  # type: ignore[return-value]
+                "unsupported_media_type",
+                f"POST /models takes multipart/form-data (field `package`), application/zip or application/json, "
+                f"not {kind or 'a body without a Content-Type'}.")
+        if result.already_present:
+            response.status_code = 200
+        return result
+
+    @router.get("/models/{version}", response_model=GetModelResult, tags=["models"], summary="One version in full")
+    async def get_model(version: str) -> GetModelResult:
+        return await _run(manager.get_model, version=version)
+
+    @router.delete("/models/{version}", response_model=DeleteResult, tags=["models"],
+                   summary="Delete a version that is not deployed")
+    async def delete_model(version: str) -> DeleteResult:
+        return await _run(manager.delete_model, version=version)
+
+    @router.post("/models/{version}/validate", response_model=ValidationReport, tags=["models"],
+                 summary="Run every validation check and save the report")
+    async def validate(version: str, body: ValidateRequest | None = None) -> ValidationReport:
+        return await _run(manager.validate, version=version, deep=(body or ValidateRequest()).deep)
+
+    @router.get("/models/{version}/validation", response_model=ValidationReport, tags=["models"],
+                summary="The saved validation report")
+    async def validation_report(version: str) -> ValidationReport:
+        return await _run(manager.validation_report, version=version)
+
+    # --- deployment ---------------------------------------------------------------------------
+    @router.post("/models/{version}/deploy", response_model=DeployResult, tags=["deployment"],
+                 summary="Deploy a version (validated first; nothing changes when it fails)")
+    async def deploy(version: str, body: DeployRequest | None = None) -> DeployResult:
+        return await _run(manager.deploy, version=version)
+
+    @router.post("/rollback", response_model=DeployResult, tags=["deployment"],
+                 summary="Roll back to the previous deployment, or to `to_version`")
+    async def rollback(body: RollbackRequest | None = None) -> DeployResult:
+        return await _run(manager.rollback, to_version=(body or RollbackRequest()).to_version)
+
+    # --- serving and monitoring ---------------------------------------------------------------
+    @router.post(
+        "/predict", response_model=PredictResult, tags=["serving"], summary="Predict with the deployed model",
+        description=(
+            "JSON `{\"rows\": [...], \"version\": ...}`, or `text/csv` whose header row names the features "
+            "(then `?version=` guards the version). Rows are checked by the core: a bad row is 422 "
+            "`invalid_input` naming it."
+        ),
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": _schema_ref(PredictRequest)},
+            "text/csv": {"schema": {"type": "string"}},
+        }}},
+    )
+    async def predict(
+        request: Request,
+        version: Annotated[str | None, Query(description="With text/csv: answer only if this version is deployed.")]
+        = None,
+    ) -> PredictResult:
+        kind = media_type(request)
+        if kind == "text/csv":
+            rows: Any = _rows_from_csv(await _read_capped(request, max_json_bytes))
+        elif kind == "application/json":
+            body = _parse(PredictRequest, await read_json_body(request, max_json_bytes))
+            if version is not None:
+                raise InvalidInputError("With a JSON body, give `version` in the body, not in the query.")
+            rows, version = body.rows, body.version
+        else:
+            return problem_response(  # type: ignore[return-value]
+                "unsupported_media_type",
+                f"POST /predict takes application/json or text/csv, not {kind or 'a body without a Content-Type'}.")
+        return await _run(manager.predict, rows=rows, version=version)  # type: ignore[return-value]
+
+    @router.get("/performance", response_model=PerformanceReport, tags=["monitoring"],
+                summary="Serving figures of a version since its deploy")
+    async def performance(
+        version: Annotated[str | None, Query(description="A version; default the deployed one.")] = None,
+    ) -> PerformanceReport:
+        return await _run(manager.performance_report, version=version)
+
+    @router.post("/drift", response_model=DriftReport, tags=["monitoring"], summary="Drift report")
+    async def drift(body: DriftRequest | None = None) -> DriftReport:
+        body = body or DriftRequest()
+        return await _run(manager.drift_report, version=body.version, current=body.current,
+                          reference=body.reference, window=body.window)
+
+    @router.post("/feedback", response_model=FeedbackResult, tags=["monitoring"],
+                 summary="Record the true labels of an earlier predict call")
+    async def feedback(body: FeedbackRequest) -> FeedbackResult:
+        return await _run(manager.record_feedback, request_id=body.request_id, labels=body.labels)
+
+    @router.get("/history", response_model=HistoryResult, tags=["monitoring"], summary="The audit trail")
+    async def history(
+        kind: Annotated[Literal["deployments", "transfers", "all"], Query(description="Which events.")] = "all",
+        limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many events.")] = 50,
+    ) -> HistoryResult:
+        return await _run(manager.get_history, kind=kind, limit=limit)
+
+    # --- the training service and discovery ---------------------------------------------------
+    @router.get("/training", response_model=ScanResult, tags=["training"],
+                summary="List the training service's packages (imports nothing)")
+    async def training() -> ScanResult:
+        return await _run(manager.scan_training_service)
+
+    @router.post("/training/import", response_model=ScanResult, tags=["training"],
+                 summary="Import the newest complete package and/or named versions from the training service")
+    async def training_import(body: TrainingImportRequest | None = None) -> ScanResult:
+        body = body or TrainingImportRequest()
+        return await _run(manager.scan_training_service, import_latest=body.import_latest,
+                          import_versions=body.import_versions)
+
+    @router.post("/discover", response_model=DiscoverResult, tags=["training"],
+                 summary="Register package folders placed by hand under models/")
+    async def discover() -> DiscoverResult:
+        return await _run(manager.discover_models)
+
+    app.include_router(router)
+    _declare_models(app, (Problem, ImportRequest, PredictRequest))
+    return app
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidInputError(f"The body is over {limit} bytes; send fewer rows per call.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _declare_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add models that only hand-written parts of the document refer to, to its components."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = original()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas.setdefault(name, definition)
+            schemas[model.__name__] = schema
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every failure as a problem document; counted by code for /metrics."""
+
+    @app.exception_handler(ModelMcpError)
+    async def core_error(request: Request, exc: ModelMcpError) -> Response:
+        count_refusal("rest", exc.code)
+        if exc.code != "internal_error":
+            log.info("rest_refused", path=request.url.path, code=exc.code, message=str(exc))
+        return problem_for_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        count_refusal("rest", "invalid_input")
+        return problem_response("invalid_input", _describe(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}.get(
+            exc.status_code, "invalid_input")
+        detail = {404: f"No endpoint {request.url.path}; the API's endpoints are listed in /api/v1/openapi.json.",
+                  405: f"{request.method} is not a method of {request.url.path}."}.get(exc.status_code, str(exc.detail))
+        count_refusal("rest", code)
+        return problem_response(code, detail, status=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        count_refusal("rest", "internal_error")
+        return problem_for_error(_internal(request.url.path, exc))
