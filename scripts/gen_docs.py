@@ -236,7 +236,7 @@ def openapi_document(settings: Any, manager: Any) -> dict[str, Any] | None:
         from model_mcp.http_app import build_http_app
         from model_mcp.server import build_server
 
-        app = build_http_app(build_server(manager), settings)
+        app = build_http_app(build_server(manager), settings, manager)
         # No lifespan (no `with`): the document needs no MCP session manager running.
         client = TestClient(app, base_url=f"http://{settings.host}:{settings.port}")
         answer = client.get(OPENAPI_PATH)
@@ -260,6 +260,10 @@ def render_openapi(document: dict[str, Any]) -> list[str]:
              f"The HTTP transport also serves a REST API ({_cell(info.get('title', 'REST API'))}); its OpenAPI "
              f"document is at `{OPENAPI_PATH}`. Errors are problem details (`application/problem+json`) whose "
              "`code` is one of [errors.md](errors.md).", ""]
+    prefix = next((s.get("url", "") for s in document.get("servers", []) if s.get("url", "").startswith("/")), "")
+    if prefix:
+        lines += [f"The paths below are under `{prefix}` (the document's server URL): `GET /models` is "
+                  f"`GET {prefix}/models`.", ""]
     for path, operations in sorted(document.get("paths", {}).items()):
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
