@@ -290,3 +290,26 @@ async def test_read_only_refuses_every_changing_endpoint_and_answers_the_reading
         assert (await api.get(f"{API}/models")).json()["total"] == 1
         answer = await api.post(f"{API}/predict", json={"rows": samples.sample_rows(2)})
         assert answer.status_code == 200, answer.text
+
+
+async def test_a_chunked_multipart_upload_is_cut_off_at_the_limit(make_api, packages, home):
+    """No Content-Length: the byte counter inside the multipart part is what refuses it."""
+    boundary = "b0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"package\"; filename=\"big.zip\"\r\n"
+            "Content-Type: application/zip\r\n\r\n").encode()
+    sent = 0
+
+    async def body():
+        nonlocal sent
+        yield head
+        for _ in range(32):
+            sent += 16 * 1024
+            yield os.urandom(16 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    async with make_api(max_upload_bytes=64 * 1024) as api:
+        response = await api.post(f"{API}/models", content=body(),
+                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert_problem(response, "archive_too_large", 413)
+        assert sent < 32 * 16 * 1024, "the whole body was read before the refusal"
+        assert not list((home / "staging").iterdir())

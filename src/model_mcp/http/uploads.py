@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from model_mcp.core.errors import ArchiveTooLargeError, InvalidInputError
+from model_mcp.core.store import storage_error
 
 ZIP_MEDIA_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 PACKAGE_FIELD = "package"
@@ -52,18 +53,24 @@ async def stream_package(request: Request, target: Path, limit: int) -> str | No
     slack = MULTIPART_SLACK_BYTES if kind == "multipart/form-data" else 0
     if declared is not None and declared > limit + slack:
         raise _too_large(limit, str(declared))
-    with open(target, "wb") as out:
-        if kind == "multipart/form-data":
-            return await _stream_multipart(request, out, limit)
-        written = 0
-        async for chunk in request.stream():
-            written += len(chunk)
-            if written > limit:
-                raise _too_large(limit, f"over {limit}")
-            out.write(chunk)
-        if written == 0:
-            raise InvalidInputError("The request body is empty: send the package ZIP's bytes.")
-        return None
+    try:
+        with open(target, "wb") as out:
+            if kind == "multipart/form-data":
+                return await _stream_multipart(request, out, limit)
+            written = 0
+            async for chunk in request.stream():
+                written += len(chunk)
+                if written > limit:
+                    raise _too_large(limit, f"over {limit}")
+                out.write(chunk)
+    except ClientDisconnect:
+        # Nobody is left to read the answer; say so in the log (as a refusal, not a server fault).
+        raise InvalidInputError("The client disconnected before the upload was complete.") from None
+    except OSError as exc:  # a full disk or an unwritable staging folder
+        raise storage_error(exc, "writing the upload into staging") from exc
+    if written == 0:
+        raise InvalidInputError("The request body is empty: send the package ZIP's bytes.")
+    return None
 
 
 class _PackagePart:
@@ -141,7 +148,7 @@ async def _stream_multipart(request: Request, out: BinaryIO, limit: int) -> str 
                 raise _too_large(limit, f"over {limit}")
             parser.write(chunk)
         parser.finalize()
-    except (ArchiveTooLargeError, InvalidInputError):
+    except (ArchiveTooLargeError, InvalidInputError, OSError):
         raise
     except Exception as exc:  # python-multipart's own parse errors: a malformed body
         raise InvalidInputError(f"The multipart body cannot be read ({str(exc)[:200]}).") from None
