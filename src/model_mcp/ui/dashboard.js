@@ -714,7 +714,7 @@
         ].forEach(function (c) { cards.appendChild(el('div', { class: 'card' }, el('div', { class: 'label', text: c[0] }), el('div', { class: 'value', text: c[1] }))); });
         clear(alerts);
         if (p.alerts && p.alerts.length) alerts.appendChild(alertList(p.alerts));
-        var points = withSeries ? seriesPoints(p.series) : samplePoints(p);
+        var points = withSeries ? seriesPoints(p.series, args.bucket_s || 60) : samplePoints(p);  // 60: the tool's default bucket
         note.textContent = withSeries ? 'Buckets of ' + RANGES[Number(range.value)][2] + ' s from the monitoring store.' :
           'This server gives no time series; the charts show what this page sampled every ' + (REFRESH_MS / 1000) + ' s since it opened.';
         drawCharts(charts, points);
@@ -728,22 +728,19 @@
     return load();
   }
   /* The monitoring store's buckets -> columns for the charts (rates per minute). */
-  function seriesPoints(series) {
-    var cols = { t: [], p50: [], p95: [], requests: [], rows: [], errors: [], anomaly: [] };
+  function seriesPoints(series, bucketS) {
+    var cols = { t: [], p50: [], p95: [], requests: [], rows: [], errors: [], anomaly: [], perMinute: true };
+    var perMinute = 60 / bucketS;
     series.forEach(function (b) {
       var t = Date.parse(b.start) / 1000;
       if (!isFinite(t)) return;
-      var span = b.bucket_s || null;
       cols.t.push(t);
       cols.p50.push(num(b.latency_p50_ms)); cols.p95.push(num(b.latency_p95_ms));
-      cols.requests.push(num(b.requests)); cols.rows.push(num(b.rows));
+      cols.requests.push(num(b.requests) === null ? null : b.requests * perMinute);
+      cols.rows.push(num(b.rows) === null ? null : b.rows * perMinute);
       cols.errors.push(b.requests ? 100 * (b.errors || 0) / b.requests : null);
       cols.anomaly.push(b.anomaly_rate === null || b.anomaly_rate === undefined ? null : 100 * b.anomaly_rate);
-      if (span) { /* buckets say their own length: per-minute rates */
-        cols.requests[cols.requests.length - 1] *= 60 / span; cols.rows[cols.rows.length - 1] *= 60 / span;
-      }
     });
-    cols.perMinute = series.length && series[0].bucket_s ? true : null;
     return cols;
   }
   function num(v) { return typeof v === 'number' && isFinite(v) ? v : null; }
