@@ -22,6 +22,14 @@ def serve(settings: Settings) -> int:
             log.error("http_refused", host=settings.host, port=settings.port, message=refusal)
             return 2
 
+    if settings.alert_webhook:
+        from model_mcp.core.alert_webhook import check_webhook_url
+
+        try:
+            check_webhook_url(settings.alert_webhook)
+        except ValueError as exc:
+            log.error("alert_webhook_refused", message=str(exc))
+            return 2
     manager = ModelManager(settings)
     try:
         manager.start()
@@ -32,6 +40,8 @@ def serve(settings: Settings) -> int:
     manager.load_deployed_in_background()
     # Folders placed by hand under models/ are validated and registered, also off the start path.
     manager.discover_in_background()
+    # Watches the deployed version on its own: operational alerts, and drift once enough new rows came.
+    manager.start_background_check()
     server = build_server(manager)
     log.info("serving", home=str(settings.home), transport=settings.transport, read_only=settings.read_only)
     if settings.transport == "http":

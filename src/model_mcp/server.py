@@ -12,11 +12,12 @@ answering other requests, and maps failures once:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -25,11 +26,13 @@ import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError, WithJsonSchema
 
 from model_mcp import __version__
 from model_mcp.arguments import accepted_names, describe_argument_errors, forbid_unknown
+from model_mcp.core.alerts import AlertsResult
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.refusals import count_refusal
@@ -184,13 +187,49 @@ LabelsArg = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "i
                                            "description": "One per row of that request: -1 anomaly, 1 normal."})]
 
 
+ALERTS_URI = "models://alerts"
+
+
+def _alert_notifications(manager: ModelManager, bus: InMemorySubscriptionBus) -> Callable[[Any], Any]:
+    """A lifespan relaying alert changes to `models://alerts` subscribers (`subscriptions/listen`).
+
+    Alerts change on other threads (the background check, tools in worker threads); the bus must be
+    published to on the event loop. So the listener only counts changes, and a task on the loop
+    publishes one ResourceUpdated per half second in which the count moved.
+    """
+    changes = [0]
+    manager.alert_listeners.append(lambda records: changes.__setitem__(0, changes[0] + 1))
+
+    async def relay() -> None:
+        seen = changes[0]
+        while True:
+            await anyio.sleep(0.5)
+            if changes[0] != seen:
+                seen = changes[0]
+                await bus.publish(ResourceUpdated(uri=ALERTS_URI))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay)
+            try:
+                yield {}
+            finally:
+                group.cancel_scope.cancel()
+
+    return lifespan
+
+
 def build_server(manager: ModelManager) -> MCPServer:
+    bus = InMemorySubscriptionBus()
     server = _Server(
         "model-mcp",
         title="model-mcp: anomaly-detection model lifecycle",
         version=__version__,
         instructions=INSTRUCTIONS,
         extensions=[dashboard_apps(manager, call=_call)],  # the MCP App: ui://model-mcp/dashboard, open_dashboard
+        subscriptions=bus,
+        lifespan=_alert_notifications(manager, bus),
     )
     read_only = manager.settings.read_only
 
@@ -317,14 +356,37 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Performance of the deployed model",
         description=(
-            "Serving figures of a version: requests, errors, latency p50/p95/p99 ms, throughput, anomaly rate, "
-            "memory, and alerts (error rate, latency and memory against the manifest's limits). Use it to check "
-            "a deploy is healthy."
+            "Serving figures of a version since its deploy, from every server process on this home, across "
+            "restarts: requests, errors, latency p50/p95/p99 ms, throughput, anomaly rate, memory, and alerts. "
+            "`since`/`until` pick another span; `series` per `bucket_s`; `processes`; `covers` says what counts."
         ),
         annotations=READ_ONLY,
     )
-    async def performance_report(version: VersionArg = None) -> PerformanceReport:
-        return await _call("performance_report", manager.performance_report, version=version)
+    async def performance_report(
+        version: VersionArg = None,
+        since: Annotated[str | None, Field(description="ISO-8601 UTC; default: the deploy.")] = None,
+        until: Annotated[str | None, Field(description="ISO-8601 UTC; default: now.")] = None,
+        bucket_s: Annotated[int, Field(description="Series bucket seconds, a multiple of 60.")] = 60,
+    ) -> PerformanceReport:
+        return await _call("performance_report", manager.performance_report, version=version, since=since,
+                           until=until, bucket_s=bucket_s)
+
+    @server.tool(
+        title="The alert log",
+        description=(
+            "The alert log: operational and drift alerts the server raised (background check, drift_report), "
+            "with severity, message, action, first_seen, last_seen, count and whether still active. Newest first."
+        ),
+        annotations=READ_ONLY,
+    )
+    async def get_alerts(
+        version: Annotated[str | None, Field(description="Only this version's.")] = None,
+        active_only: Annotated[bool, Field(description="Only alerts that still hold.")] = False,
+        severity: Annotated[Literal["info", "warning", "critical"] | None, Field(description="Only this one.")] = None,
+        limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+    ) -> AlertsResult:
+        return await _call("get_alerts", manager.get_alerts, version=version, active_only=active_only,
+                           severity=severity, limit=limit)
 
     # --- monitoring ----------------------------------------------------------------------------
     @server.tool(
@@ -431,6 +493,13 @@ def build_server(manager: ModelManager) -> MCPServer:
                      description="The 100 most recent audit events, newest first.", mime_type="application/json")
     async def history_resource() -> str:
         return await _read_resource("models://history", manager.get_history, kind="all", limit=100)
+
+    @server.resource(ALERTS_URI, name="alerts", title="The alert log",
+                     description=("The 100 most recent alerts, newest first, as get_alerts answers them. Subscribers "
+                                  "(subscriptions/listen) are told when an alert is raised, escalates or ends."),
+                     mime_type="application/json")
+    async def alerts_resource() -> str:
+        return await _read_resource(ALERTS_URI, manager.get_alerts, limit=100)
 
     @server.resource("models://{version}", name="model", title="One model version",
                      description="get_model with every detail: full metadata, files, validation, all deployments.",

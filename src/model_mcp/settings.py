@@ -77,6 +77,14 @@ class Settings(BaseModel):
     drift_psi_moderate: float = 0.1
     drift_psi_significant: float = 0.25
     feedback_max_requests: int = 1000
+    # The monitoring store (monitoring.db in the home): figures, windows, feedback, alerts. See README.
+    monitor_store: bool = True
+    monitor_retention_days: float = 30.0
+    monitor_requests: int = 10_000  # request map entries kept per version, for record_feedback
+    monitor_feedback_rows: int = 100_000  # labelled rows kept per deployment
+    monitor_check_interval_s: float = 30.0  # the background check; 0 turns it off
+    monitor_drift_min_rows: int = 500  # new recent rows before the check judges drift again
+    alert_webhook: str | None = None  # POST each new or ended alert as JSON here
 
     # Transport.
     transport: Literal["stdio", "http"] = "stdio"

@@ -325,8 +325,8 @@ def test_batch_of_obvious_outliers_raises_prediction_drift(
     )
     assert from_baseline["drifted"] is True
     alerts = build_alerts([], dataset_verdict([]), result)
-    assert [(a["kind"], a["severity"]) for a in alerts] == [("prediction_drift", "critical")]
-    assert "Inspect the flagged rows" in alerts[0]["message"]
+    assert [(a.kind, a.severity) for a in alerts] == [("prediction_drift", "critical")]
+    assert "Inspect the flagged rows" in alerts[0].message
     json.dumps(result)
 
 
@@ -370,12 +370,12 @@ def test_flipped_labels_raise_performance_and_concept_drift(detector: IsolationF
     assert concept["drifted"] is True
     assert concept_drift(performance, dataset_drift=True)["drifted"] is False
     alerts = build_alerts([], dataset_verdict([]), None, performance, concept)
-    assert [(a["kind"], a["severity"]) for a in alerts] == [
+    assert [(a.kind, a.severity) for a in alerts] == [
         ("performance_drift", "critical"),
         ("concept_drift", "critical"),
     ]
-    assert "Roll back" in alerts[0]["message"] and "import" in alerts[0]["message"]
-    assert "import the retrained model" in alerts[1]["message"]
+    assert "Roll back" in alerts[0].message and "import" in alerts[0].message
+    assert "import the retrained model" in alerts[1].message
     json.dumps(performance)
 
 
@@ -405,12 +405,12 @@ def test_performance_without_feedback_or_with_too_little() -> None:
 def test_feature_alerts_name_the_features_and_scale_with_the_share(profile: dict) -> None:
     features = drift_against_profile(shifted_sample(2_000, 11), NAMES, profile)
     (alert,) = build_alerts(features, dataset_verdict(features))
-    assert alert["kind"] == "feature_drift"
-    assert alert["severity"] == "warning"
-    assert "3 of 8 features (38%) drifted (significant): f1, f4, f6" in alert["message"]
-    assert "Inspect" in alert["message"]
+    assert alert.kind == "feature_drift"
+    assert alert.severity == "warning"
+    assert "3 of 8 features (38%) drifted (significant): f1, f4, f6" in alert.message
+    assert "Inspect" in alert.message
     thresholds = DriftThresholds(share_threshold=0.375)
     (critical,) = build_alerts(features, dataset_verdict(features, 0.375), thresholds=thresholds)
-    assert critical["severity"] == "critical"
-    assert critical["message"].startswith("Dataset drift: 3 of 8 features (38%) drifted")
-    assert "import a retrained model" in critical["message"]
+    assert critical.severity == "critical"
+    assert critical.message.startswith("Dataset drift: 3 of 8 features (38%) drifted")
+    assert "import a retrained model" in critical.message

@@ -30,6 +30,7 @@ from mcp import Client
 
 from model_mcp import samples
 from model_mcp.core.manager import ModelManager
+from model_mcp.core.monitoring_store import histogram
 from model_mcp.server import build_server
 from model_mcp.settings import Settings
 from tests.helpers import call
@@ -156,10 +157,13 @@ async def test_thousands_of_predicts_through_switches_with_zero_errors_and_bound
     levels = (50, 95, 99)
     client_pct = dict(zip(levels, np.percentile(client_ms, levels), strict=True))
     answers_pct = dict(zip(levels, np.percentile(server_ms, levels), strict=True))
+    # The report's percentiles come from the monitoring store's log-spaced histogram: within two bin
+    # widths of the exact percentile of the answers' latencies (a bin is 5.9 % wide).
+    tolerance = 10 ** (2 / histogram.BINS_PER_DECADE) - 1
     for level in levels:
         reported = report["latency_ms"][f"p{level}"]
-        assert reported == pytest.approx(answers_pct[level], rel=1e-9)
-        assert reported <= client_pct[level]
+        assert reported == pytest.approx(answers_pct[level], rel=tolerance)
+        assert reported <= client_pct[level] * (1 + tolerance)
     # The round trip adds the MCP session and thread hops to the model's time, not orders of magnitude.
     assert client_pct[50] <= 20 * report["latency_ms"]["p50"] + 5
 

@@ -100,9 +100,10 @@ async def test_a_deploy_through_one_server_is_what_the_other_predicts_with(tmp_p
                 assert (await call(other, "predict", rows=ROW))["model_version"] == version
                 assert (await call(changer, "predict", rows=ROW))["model_version"] == version
                 assert (await call(other, "list_models"))["deployed_version"] == version
-            # The follower serves the version it loaded: its report counts that predict.
+            # Both serve v3 since b's last deploy of it; the report counts both processes' predicts.
             report = await call(a, "performance_report")
-            assert report["version"] == "v3" and report["n_requests"] == 1
+            assert report["version"] == "v3" and report["n_requests"] == 2
+            assert len(report["processes"]) == 2
     check_store(home)
 
 

@@ -29,6 +29,7 @@ CATALOG = {
     "delete_model": (False, True, False, ["version"]),
     "get_history": (True, False, True, []),
     "open_dashboard": (True, False, True, []),
+    "get_alerts": (True, False, True, []),
 }
 CHANGING = {"import_zip", "validate", "deploy", "rollback", "discover_models", "delete_model"}
 
@@ -53,7 +54,7 @@ async def test_the_catalog_is_the_contracts(client):
 async def test_the_resources_are_listed(client):
     static = {str(r.uri) for r in (await client.list_resources()).resources}
     templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
-    assert static == {"models://registry", "models://history", "ui://model-mcp/dashboard"}
+    assert static == {"models://registry", "models://history", "ui://model-mcp/dashboard", "models://alerts"}
     assert templates == {"models://{version}", "models://{version}/validation"}
 
 

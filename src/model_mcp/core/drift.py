@@ -30,10 +30,11 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from scipy import stats
 
+# Alerts (their wording too) live in alerts.py: one type for drift and operational alerts.
+from model_mcp.core.alerts import build_alerts
 from model_mcp.core.errors import InsufficientDataError, InvalidInputError
 
 Severity = Literal["none", "moderate", "significant"]
-AlertSeverity = Literal["info", "warning", "critical"]
 
 PROFILE_TEST = "psi+ks_profile"
 SAMPLE_TEST = "ks_2samp+wasserstein"
@@ -883,100 +884,6 @@ def concept_drift(
         "severity": performance.get("severity", "none") if drifted else "none",
         "detail": detail,
     }
-
-
-# --------------------------------------------------------------------------- alerts
-
-
-def _alert(kind: str, severity: AlertSeverity, message: str) -> dict[str, str]:
-    return {"kind": kind, "severity": severity, "message": message}
-
-
-def _feature_alert(
-    features: Sequence[FeatureDrift], dataset: DatasetVerdict, share_threshold: float
-) -> dict[str, str] | None:
-    drifted = [f for f in features if f.drifted]
-    if not drifted:
-        return None
-    names = ", ".join(f.feature for f in drifted)
-    counted = f"{len(drifted)} of {len(features)} features ({dataset.share_drifted:.0%})"
-    if dataset.dataset_drift:
-        return _alert(
-            "feature_drift",
-            "critical",
-            f"Dataset drift: {counted} drifted, at or over the {share_threshold:.0%} threshold: "
-            f"{names}. "
-            "Inspect the input pipeline for a change of source or units; if the new data is "
-            "genuine, retrain on it and import a retrained model.",
-        )
-    worst = _worst(*(f.severity for f in drifted))
-    return _alert(
-        "feature_drift",
-        "warning" if worst == "significant" else "info",
-        f"{counted} drifted ({worst}): {names}. Inspect these inputs upstream; if the shift "
-        "persists and grows, plan to import a retrained model.",
-    )
-
-
-def build_alerts(
-    features: Sequence[FeatureDrift],
-    dataset: DatasetVerdict,
-    prediction: Mapping[str, Any] | None = None,
-    performance: Mapping[str, Any] | None = None,
-    concept: Mapping[str, Any] | None = None,
-    thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
-) -> list[dict[str, str]]:
-    """Alerts with kind, severity (moderate -> warning, significant -> critical; a feature
-    drift short of dataset drift is info/warning) and a message that says what to do."""
-    alerts = []
-    feature_alert = _feature_alert(features, dataset, thresholds.share_threshold)
-    if feature_alert:
-        alerts.append(feature_alert)
-    if prediction and prediction.get("drifted"):
-        severity: AlertSeverity = (
-            "critical" if prediction["severity"] == "significant" else "warning"
-        )
-        expected = prediction.get("expected_rate")
-        rate_text = f"The anomaly rate is {prediction['anomaly_rate']:.1%}"
-        if expected is not None:
-            rate_text += (
-                f" against an expected {expected:.1%} ({prediction.get('expected_source')})"
-            )
-        score = prediction.get("score_test")
-        if score and score.get("drifted"):
-            rate_text += f"; the score distribution shifted (KS D={score['statistic']:.2f})"
-        alerts.append(
-            _alert(
-                "prediction_drift",
-                severity,
-                f"{rate_text}. Inspect the flagged rows: an attack or an upstream fault shows "
-                "here first; if the inputs drifted too and the model misjudges them, roll back "
-                "or import a retrained model.",
-            )
-        )
-    if performance and performance.get("drifted"):
-        severity = "critical" if performance["severity"] == "significant" else "warning"
-        alerts.append(
-            _alert(
-                "performance_drift",
-                severity,
-                f"{performance.get('detail', 'F1 dropped.')} Roll back to the previous version if "
-                "it performed better, or import a model retrained on recent labelled data.",
-            )
-        )
-    if concept and concept.get("drifted"):
-        severity = "critical" if concept["severity"] == "significant" else "warning"
-        alerts.append(
-            _alert(
-                "concept_drift",
-                severity,
-                "Concept drift: performance dropped while the inputs did not drift, so what counts "
-                "as an anomaly has changed. Retrain on recent labelled data and import the "
-                "retrained model; a rollback helps only if an older version matches the new "
-                "pattern.",
-            )
-        )
-    return alerts
 
 
 __all__ = [

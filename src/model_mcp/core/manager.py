@@ -16,7 +16,11 @@ import threading
 from model_mcp.core.archive import ArchiveLimits
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.history import History
+from model_mcp.core.alert_webhook import AlertWebhook
+from model_mcp.core.monitor_check import BackgroundCheck
 from model_mcp.core.monitoring import FeedbackStore
+from model_mcp.core.monitoring_store import MonitoringStore, Retention, open_store
+from model_mcp.core.monitoring_store.recorder import Recorder
 from model_mcp.core.registry import Registry
 from model_mcp.core.runtime import Runtime
 from model_mcp.core.store import Store
@@ -48,10 +52,36 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
             feedback_requests=settings.feedback_max_requests,
         )
         self.feedback = FeedbackStore()
+        self.monitor, self.recorder = _monitoring(settings)
+        self.runtime.recorder = self.recorder
+        self.alert_listeners = []  # called with the alert records an evaluation changed
+        self._alerts_lock = threading.Lock()
+        self.webhook: AlertWebhook | None = None
+        if settings.alert_webhook and self.monitor is not None:
+            self.webhook = AlertWebhook(settings.alert_webhook, home=str(settings.home))
+            self.alert_listeners.append(self.webhook)
         # One deploy or rollback at a time in this process; the store lock covers other processes.
         self._switch_lock = threading.Lock()
         # Serializes loading a version that another process deployed (see _follow_registry).
         self._follow_lock = threading.Lock()
+
+    def start_background_check(self) -> BackgroundCheck | None:
+        """The server's background check (off in read-only mode, without a store, or with interval 0)."""
+        interval = self.settings.monitor_check_interval_s
+        if self.monitor is None or interval <= 0:
+            return None
+        check = BackgroundCheck(self, interval_s=interval, drift_min_rows=self.settings.monitor_drift_min_rows)
+        check.start()
+        return check
+
+    def close(self) -> None:
+        """Write what the recorder holds, send pending webhook alerts, stop the threads (server end; tests)."""
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.webhook is not None:
+            self.webhook.close()
+        if self.monitor is not None:
+            self.monitor.close()
 
     # --- start-up ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -74,3 +104,14 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
             removed = self.store.clean_leftovers()
         if removed:
             log.info("cleaned_leftovers", items=removed)
+
+
+def _monitoring(settings: Settings) -> tuple[MonitoringStore | None, Recorder | None]:
+    """The monitoring store and its recorder; none in read-only mode or with the store turned off."""
+    if settings.read_only or not settings.monitor_store:
+        return None, None
+    store = open_store(settings.home)
+    retention = Retention(days=settings.monitor_retention_days, window_rows=settings.recent_window_rows,
+                          baseline_rows=settings.baseline_rows, requests=settings.monitor_requests,
+                          feedback_rows=settings.monitor_feedback_rows)
+    return store, Recorder(store, retention=retention)

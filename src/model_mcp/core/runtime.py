@@ -655,6 +655,9 @@ class Runtime:
         self._requests: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._requests_rows = 0
         self._requests_lock = threading.Lock()
+        # The monitoring store's recorder (monitoring_store.recorder.Recorder), or None: predict only
+        # hands it references to what it answered; the recorder's thread does the writing.
+        self.recorder: Any = None
 
     # -- switching -----------------------------------------------------------------------------
 
@@ -740,6 +743,8 @@ class Runtime:
             labels, scores = resident.score_and_label(X)
         except Exception:
             deployment.record_error()
+            if self.recorder is not None:
+                self.recorder.record_error(resident.version, resident.deployed_at)
             raise
         flagged = resident.anomaly_flags and labels.dtype == np.int64
         is_anomaly = labels == -1 if flagged else None
@@ -757,6 +762,9 @@ class Runtime:
         seconds = time.perf_counter() - started
         answer["latency_ms"] = seconds * 1000.0
         first_row = deployment.record(X, labels, scores, anomaly_count, seconds)
+        if self.recorder is not None:
+            self.recorder.record(resident.version, resident.deployed_at, answer["request_id"], X, labels, scores,
+                                 anomaly_count, seconds)
         self._remember(answer["request_id"], deployment, labels, scores, first_row)
         return answer
 

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from model_mcp.core.alerts import Alert  # noqa: F401  (one Alert type; answers below carry it)
 from model_mcp.core.errors import InvalidManifestError, InvalidMetadataError
 from model_mcp.core.text import control_characters, printable
 
@@ -393,11 +394,23 @@ class LatencyFigures(BaseModel):
     p99: float | None
 
 
-class Alert(BaseModel):
-    kind: Literal["feature_drift", "prediction_drift", "performance_drift", "concept_drift", "error_rate",
-                  "latency", "resource"]
-    severity: Literal["info", "warning", "critical"]
-    message: str = Field(description="What was seen and what to do.")
+class SeriesPoint(BaseModel):
+    start: str = Field(description="ISO-8601 UTC start of the bucket.")
+    requests: int
+    rows: int
+    errors: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    anomaly_rate: float | None
+    cpu_s: float = Field(description="CPU seconds the serving processes spent in this bucket.")
+    rss_mb: float | None = Field(description="The largest resident memory a serving process reported.")
+
+
+class ServingProcess(BaseModel):
+    pid: int
+    host: str
+    started_at: str
+    last_seen: str = Field(description="Its last write to the monitoring store.")
 
 
 class PerformanceReport(BaseModel):
@@ -416,6 +429,12 @@ class PerformanceReport(BaseModel):
     memory_bytes: int | None
     alerts: list[Alert]
     serving: bool = Field(default=True, description="False once it no longer serves.")
+    since: str | None = Field(default=None, description="Start of the span the figures cover (ISO-8601 UTC).")
+    until: str | None = Field(default=None, description="End of the span (ISO-8601 UTC).")
+    bucket_s: int | None = Field(default=None, description="Width of the series buckets in seconds.")
+    series: list[SeriesPoint] = Field(default_factory=list, description="Buckets with traffic in the span, oldest first.")
+    processes: list[ServingProcess] = Field(default_factory=list, description="The server processes whose figures count.")
+    covers: str | None = Field(default=None, description="What the figures cover, in one sentence.")
 
 
 class Readiness(BaseModel):

@@ -14,11 +14,10 @@ from model_mcp.core.errors import (
     NotFoundError,
     ValidationFailedError,
 )
-from model_mcp.core.monitoring import operational_alerts
+from model_mcp.core.alerts import load_failed_alert, operational_alerts
 from model_mcp.core.registry import Snapshot
 from model_mcp.core.runtime import ResidentModel
 from model_mcp.core.schemas import (
-    Alert,
     DeployResult,
     PerformanceReport,
     Readiness,
@@ -295,30 +294,22 @@ class ServingCases(UseCaseBase):
         except (OSError, ModelMcpError):
             return None
 
-    def performance_report(self, *, version: str | None = None) -> PerformanceReport:
-        target = self.resolve_version(version)
-        try:
-            figures = self.runtime.performance(target)
-        except NotFoundError:
-            snapshot, _ = self.read_registry_for_reading()
+    def performance_report(self, *, version: str | None = None, since: str | None = None, until: str | None = None,
+                           bucket_s: int = 60) -> PerformanceReport:
+        """Figures since the version's deploy (or over since/until), from every process on the home."""
+        snapshot, _ = self.read_registry_for_reading()
+        target = self.resolve_version(version, snapshot)
+        entry = snapshot.get(target)
+        if entry is None and not (self.runtime.current is not None and self.runtime.current.version == target):
             entry = self._entry_or_not_found(snapshot, target)
-            figures = _zero_figures(target, entry.deployed_at)
+        figures = self._performance_figures(target, entry, since=since, until=until, bucket_s=bucket_s)  # type: ignore[attr-defined]
         alerts = operational_alerts(figures, self.manifest_resources(target))
         error = self.runtime.load_error
         if error is not None and error["version"] == target:
             figures["load_error"] = error["message"]
-            alerts.insert(0, Alert(kind="resource", severity="critical", message=(
-                f"The deployed version {target} could not be loaded at start ({error['message']}); nothing "
-                "serves. Deploy or roll back to a version that validates.")))
+            alerts.insert(0, load_failed_alert(target, error["message"]))
         return PerformanceReport(alerts=alerts, **figures)
 
 
 def _empty_summary() -> ValidationSummary:
     return ValidationSummary(passed=True, quality_score=0.0, failed_checks=[], warning_checks=[])
-
-
-def _zero_figures(version: str, deployed_at: str | None) -> dict[str, Any]:
-    return {"version": version, "deployed_at": deployed_at, "n_requests": 0, "n_rows": 0, "n_errors": 0,
-            "error_rate": 0.0, "latency_ms": {"p50": None, "p95": None, "p99": None},
-            "throughput_rows_per_s": None, "anomaly_rate": None, "model_file_bytes": None, "memory_bytes": None,
-            "serving": False}

@@ -1,0 +1,90 @@
+"""The background check: a thread in the server that watches the deployed version on its own.
+
+Every `interval_s` it evaluates the operational alerts of the deployed version (error rate, latency,
+resources, over its figures since deploy, from every process on the home) and, once at least
+`drift_min_rows` new input rows arrived since its last drift judgement, the drift of the recent
+window (the same `drift_report` a client would ask for; its summary and alerts go to the store).
+Results go to the log (`background_check`, and one `alert` line per alert raised or ended), so a
+drift no one asked about is still found; alert changes also reach the webhook and the subscribers
+of `models://alerts`.
+
+Off in read-only mode (nothing is written) and when the interval is 0. One evaluation at a time;
+an evaluation that fails is logged and the next one runs on schedule.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from model_mcp.core.alerts import OPERATIONAL_KINDS
+from model_mcp.core.errors import InsufficientDataError, ModelMcpError
+from model_mcp.logs import get_logger
+
+if TYPE_CHECKING:
+    from model_mcp.core.manager import ModelManager
+
+log = get_logger(__name__)
+
+
+class BackgroundCheck:
+    def __init__(self, manager: ModelManager, *, interval_s: float, drift_min_rows: int) -> None:
+        self.manager = manager
+        self.interval_s = interval_s
+        self.drift_min_rows = drift_min_rows
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rows_judged: dict[tuple[str, str | None], int] = {}  # (version, deployment) -> n_rows at last drift
+
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self._run, name="monitor-check", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception:  # the check must keep running whatever one evaluation met
+                log.error("background_check_failed", exc_info=True)
+
+    def run_once(self) -> dict[str, Any]:
+        """One evaluation now; answers what it found (also logged)."""
+        manager = self.manager
+        resident = manager.runtime.current
+        if resident is None:
+            snapshot, _ = manager.read_registry_for_reading()
+            if snapshot.deployed is None:
+                return {"version": None}
+            version, deployment = snapshot.deployed.version, snapshot.deployed.deployed_at
+        else:
+            version, deployment = resident.version, resident.deployed_at
+        report = manager.performance_report(version=version)
+        operational = [a for a in report.alerts if a.kind in OPERATIONAL_KINDS]
+        for alert in operational:
+            alert.version = alert.version or version
+        manager.record_alerts(operational, version=version, kinds=OPERATIONAL_KINDS)
+        found: dict[str, Any] = {"version": version, "n_requests": report.n_requests, "n_rows": report.n_rows,
+                                 "operational_alerts": [f"{a.kind}:{a.severity}" for a in operational]}
+        key = (version, deployment)
+        judged = self._rows_judged.get(key, 0)
+        if report.n_rows - judged >= self.drift_min_rows:
+            try:
+                drift = manager.drift_report(version=version)
+            except InsufficientDataError as exc:
+                found["drift"] = f"insufficient_data: {exc}"
+            except ModelMcpError as exc:
+                found["drift"] = f"[{exc.code}] {exc}"
+            else:
+                self._rows_judged[key] = report.n_rows
+                found["drift"] = {"dataset_drift": drift.dataset_drift, "drifted_features": drift.drifted_features,
+                                  "n_current": drift.n_current, "reference_source": drift.reference_source,
+                                  "alerts": [f"{a.kind}:{a.severity}" for a in drift.alerts
+                                             if a.kind not in OPERATIONAL_KINDS]}
+        log.info("background_check", **found)
+        return found
