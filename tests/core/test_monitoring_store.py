@@ -161,7 +161,7 @@ def test_retention_prunes_old_buckets_requests_and_ended_alerts(store) -> None:
     store.raise_alerts([], version="v1", kinds=("latency",), now="2020-01-01T00:00:00Z")
     removed = store.prune(Retention(days=30), now=now)
     assert removed["buckets"] == 2 and removed["alerts"] == 1
-    assert len(store.bucket_rows("v1", grain=MINUTE, since=0, until=int(now) + 60)) == 1
+    assert len(store.bucket_columns("v1", grain=MINUTE, since=0, until=int(now) + 60)) == 1
 
 
 def test_a_damaged_file_is_set_aside_and_a_fresh_store_started(tmp_path: Path, capsys) -> None:

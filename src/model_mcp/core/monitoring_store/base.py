@@ -63,6 +63,31 @@ class BucketRow:
 
 
 @dataclass
+class BucketColumns:
+    """Bucket rows read back, as columns (one entry per row; `latency` is rows x histogram bins)."""
+
+    start: np.ndarray  # int64
+    process: np.ndarray  # int64
+    requests: np.ndarray
+    rows: np.ndarray
+    errors: np.ndarray
+    flagged_rows: np.ndarray
+    anomalies: np.ndarray
+    busy_s: np.ndarray  # float64
+    cpu_s: np.ndarray
+    rss_bytes: np.ndarray
+    latency: np.ndarray  # int64 (n, histogram.N_BINS)
+
+    @classmethod
+    def concat(cls, parts: list[BucketColumns]) -> BucketColumns:
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
+                      for name in cls.__dataclass_fields__})
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+
+@dataclass
 class WindowRows:
     """Input rows with their scores and labels, for a deployment's recent or baseline window."""
 
@@ -143,8 +168,8 @@ class MonitoringStore(ABC):
 
     # --- reading ---------------------------------------------------------------------------------
     @abstractmethod
-    def bucket_rows(self, version: str, *, grain: int, since: int, until: int,
-                    deployment: str | None = None) -> list[BucketRow]:
+    def bucket_columns(self, version: str, *, grain: int, since: int, until: int,
+                       deployment: str | None = None) -> BucketColumns:
         """Bucket rows of `grain` whose start is in [since, until), every process, any order."""
 
     @abstractmethod

@@ -38,15 +38,15 @@ def encode(counts: np.ndarray) -> bytes | None:
     if nonzero.size == 0:
         return None
     lo, hi = int(nonzero[0]), int(nonzero[-1])
-    return np.uint16(lo).tobytes() + counts[lo:hi + 1].astype(np.uint32).tobytes()
+    return lo.to_bytes(2, "little") + counts[lo:hi + 1].astype("<u4").tobytes()
 
 
 def add_encoded(into: np.ndarray, blob: bytes | None) -> None:
     """Add a stored histogram into `into` (length N_BINS)."""
     if not blob:
         return
-    lo = int(np.frombuffer(blob[:2], dtype=np.uint16)[0])
-    counts = np.frombuffer(blob[2:], dtype=np.uint32)
+    lo = int.from_bytes(blob[:2], "little")
+    counts = np.frombuffer(blob, dtype="<u4", offset=2)
     into[lo:lo + counts.size] += counts
 
 
@@ -54,6 +54,28 @@ def _edges(index: int) -> tuple[float, float]:
     """(low, high) log10 edges of a bin; the outer bins are given one bin's width."""
     low = _LOG_LOW + (index - 1) / BINS_PER_DECADE
     return low, low + 1 / BINS_PER_DECADE
+
+
+def percentiles_of_rows(counts: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """`percentiles` for every row of a (n, N_BINS) array at once: (n, len(levels)), NaN for empty rows."""
+    counts = np.asarray(counts, dtype=np.int64)
+    cumulative = np.cumsum(counts, axis=1)
+    total = cumulative[:, -1]
+    answers = np.full((counts.shape[0], len(levels)), np.nan)
+    filled = total > 0
+    if not filled.any():
+        return answers
+    cumulative, counts_f, total_f = cumulative[filled], counts[filled], total[filled]
+    rows = np.arange(cumulative.shape[0])
+    for j, level in enumerate(levels):
+        rank = level / 100 * (total_f - 1)
+        index = np.minimum((cumulative <= rank[:, None]).sum(axis=1), N_BINS - 1)
+        before = np.where(index > 0, cumulative[rows, np.maximum(index - 1, 0)], 0)
+        inside = counts_f[rows, index]
+        fraction = np.clip(np.where(inside > 0, (rank - before + 0.5) / np.maximum(inside, 1), 0.5), 0.0, 1.0)
+        low = _LOG_LOW + (index - 1) / BINS_PER_DECADE
+        answers[filled, j] = 10 ** (low + fraction / BINS_PER_DECADE)
+    return answers
 
 
 def percentiles(counts: np.ndarray, levels: tuple[float, ...] = (50, 95, 99)) -> list[float | None]:

@@ -287,33 +287,41 @@ class Recorder:
 
     def _write(self) -> None:
         now = time.time()
-        try:
-            self.store.check_file()
-            if self._process is None and (self._pending() or self.status.problem):
-                self._process = self.store.register_process(pid=os.getpid(), host=socket.gethostname(),
-                                                            started_at=self._started_at)
-            if self._pending():
-                self._attribute_resources()
-                batch = Batch(buckets=list(self._buckets.values()), rows=list(self._rows),
-                              requests=list(self._requests))
-                assert self._process is not None
-                self.store.write(batch, process=self._process, now=_iso(now))
-                self._buckets.clear()
-                self._rows.clear()
-                self._requests.clear()
-                self.status.last_write = now
-            if now - self._last_prune >= self.prune_interval_s:
-                removed = self.store.prune(self.retention, now=now)
-                self._last_prune = now
-                if any(removed.values()):
-                    log.debug("monitoring_store_pruned", **removed)
-        except StoreDamaged as exc:
-            self._damaged(str(exc))
-        except StoreError as exc:
-            self._unwritable(str(exc), now)
-        else:
-            if self.status.problem is not None:
-                self._recovered(now)
+        for attempt in range(2):  # a damaged file is set aside, and the write goes to the fresh one at once
+            try:
+                self._write_once(now)
+            except StoreDamaged as exc:
+                self._damaged(str(exc))
+                if attempt:
+                    self._unwritable(f"damaged again after a fresh start: {exc}", now)
+                continue
+            except StoreError as exc:
+                self._unwritable(str(exc), now)
+            else:
+                if self.status.problem is not None:
+                    self._recovered(now)
+            return
+
+    def _write_once(self, now: float) -> None:
+        self.store.check_file()
+        if self._process is None and (self._pending() or self.status.problem):
+            self.store.quick_check()  # once per store this process writes to: damage found before writing
+            self._process = self.store.register_process(pid=os.getpid(), host=socket.gethostname(),
+                                                        started_at=self._started_at)
+        if self._pending():
+            self._attribute_resources()
+            batch = Batch(buckets=list(self._buckets.values()), rows=list(self._rows), requests=list(self._requests))
+            assert self._process is not None
+            self.store.write(batch, process=self._process, now=_iso(now))
+            self._buckets.clear()
+            self._rows.clear()
+            self._requests.clear()
+            self.status.last_write = now
+        if now - self._last_prune >= self.prune_interval_s:
+            removed = self.store.prune(self.retention, now=now)
+            self._last_prune = now
+            if any(removed.values()):
+                log.debug("monitoring_store_pruned", **removed)
 
     def _attribute_resources(self) -> None:
         """The process's CPU time since the last write and its resident memory, to this write's newest buckets."""

@@ -33,6 +33,7 @@ from model_mcp.core.alerts import Alert, AlertRecord
 from model_mcp.core.monitoring_store import histogram
 from model_mcp.core.monitoring_store.base import (
     Batch,
+    BucketColumns,
     BucketRow,
     MonitoringStore,
     ProcessInfo,
@@ -338,24 +339,28 @@ class SQLiteMonitoringStore(MonitoringStore):
             (version, deployment, _KIND[which])).fetchone()[0]))
 
     # --- reading ---------------------------------------------------------------------------------------
-    def bucket_rows(self, version: str, *, grain: int, since: int, until: int,
-                    deployment: str | None = None) -> list[BucketRow]:
-        query = ("SELECT deployment, start, process, requests, rows, errors, flagged_rows, anomalies, busy_s, cpu_s, "
-                 "rss_bytes, latency FROM buckets WHERE version = ? AND grain = ? AND start >= ? AND start < ?")
+    def bucket_columns(self, version: str, *, grain: int, since: int, until: int,
+                       deployment: str | None = None) -> BucketColumns:
+        query = ("SELECT start, process, requests, rows, errors, flagged_rows, anomalies, busy_s, cpu_s, rss_bytes, "
+                 "latency FROM buckets WHERE version = ? AND grain = ? AND start >= ? AND start < ?")
         params: list[Any] = [version, grain, since, until]
         if deployment is not None:
             query += " AND deployment = ?"
             params.append(deployment)
         found = self._run("read", lambda c: c.execute(query, params).fetchall())
-        rows = []
-        for (dep, start, process, requests, n_rows, errors, flagged, anomalies, busy_s, cpu_s, rss,
-             latency) in found:
-            counts = histogram.empty()
-            histogram.add_encoded(counts, latency)
-            rows.append(BucketRow(grain=grain, start=start, version=version, deployment=dep, process=process,
-                                  requests=requests, rows=n_rows, errors=errors, flagged_rows=flagged,
-                                  anomalies=anomalies, busy_s=busy_s, cpu_s=cpu_s, rss_bytes=rss, latency=counts))
-        return rows
+        n = len(found)
+        latency = np.zeros((n, histogram.N_BINS), dtype=np.int64)
+        for i, row in enumerate(found):
+            blob = row[10]
+            if blob:
+                lo = int.from_bytes(blob[:2], "little")
+                counts = np.frombuffer(blob, dtype="<u4", offset=2)
+                latency[i, lo:lo + counts.size] = counts
+        numbers = np.array([row[:10] for row in found], dtype=np.float64).reshape(n, 10)
+        ints = numbers.astype(np.int64)
+        return BucketColumns(start=ints[:, 0], process=ints[:, 1], requests=ints[:, 2], rows=ints[:, 3],
+                             errors=ints[:, 4], flagged_rows=ints[:, 5], anomalies=ints[:, 6], busy_s=numbers[:, 7],
+                             cpu_s=numbers[:, 8], rss_bytes=ints[:, 9], latency=latency)
 
     def processes(self, ids: list[int]) -> list[ProcessInfo]:
         if not ids:

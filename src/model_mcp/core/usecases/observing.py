@@ -192,6 +192,7 @@ class ObservingCases(UseCaseBase):
             raise InvalidInputError(f"`severity` must be one of {', '.join(SEVERITIES)}, not {severity!r}.")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInputError("`limit` must be a whole number from 1 to 1000.")
+        self._flush_recorder()  # a store problem met by this process's last predicts shows at once
         live = self._live_alerts()
         stored: list[AlertRecord] = []
         if self.monitor is not None:
