@@ -43,6 +43,7 @@ PREDICT_CODES = frozenset({"invalid_input", "version_mismatch", "storage_error"}
 # What the store may hold at its top level (docs/operations.md, "The store").
 HOME_LAYOUT = frozenset({
     "registry.json", "registry.json.lock", "models", "reports", "staging", "history.jsonl", "backups",
+    "monitoring.db", "monitoring.db-wal", "monitoring.db-shm",
 })
 
 FUZZ = settings(
