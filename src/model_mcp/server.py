@@ -356,9 +356,8 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Performance of the deployed model",
         description=(
-            "Serving figures of a version since its deploy, from every server process on this home, across "
-            "restarts: requests, errors, latency p50/p95/p99 ms, throughput, anomaly rate, memory, and alerts. "
-            "`since`/`until` pick another span; `series` per `bucket_s`; `processes`; `covers` says what counts."
+            "Serving figures of a version since its deploy, all processes, across restarts: requests, errors, "
+            "latency p50/p95/p99 ms, throughput, anomaly rate, memory, alerts; a `series` per `bucket_s`."
         ),
         annotations=READ_ONLY,
     )
@@ -366,7 +365,7 @@ def build_server(manager: ModelManager) -> MCPServer:
         version: VersionArg = None,
         since: Annotated[str | None, Field(description="ISO-8601 UTC; default: the deploy.")] = None,
         until: Annotated[str | None, Field(description="ISO-8601 UTC; default: now.")] = None,
-        bucket_s: Annotated[int, Field(description="Series bucket seconds, a multiple of 60.")] = 60,
+        bucket_s: Annotated[int, Field(description="A multiple of 60.")] = 60,
     ) -> PerformanceReport:
         return await _call("performance_report", manager.performance_report, version=version, since=since,
                            until=until, bucket_s=bucket_s)
@@ -374,15 +373,15 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="The alert log",
         description=(
-            "The alert log: operational and drift alerts the server raised (background check, drift_report), "
-            "with severity, message, action, first_seen, last_seen, count and whether still active. Newest first."
+            "The alert log: operational and drift alerts with severity, message, action, first and last seen, "
+            "count, and whether still active. Newest first."
         ),
         annotations=READ_ONLY,
     )
     async def get_alerts(
         version: Annotated[str | None, Field(description="Only this version's.")] = None,
         active_only: Annotated[bool, Field(description="Only alerts that still hold.")] = False,
-        severity: Annotated[Literal["info", "warning", "critical"] | None, Field(description="Only this one.")] = None,
+        severity: Literal["info", "warning", "critical"] | None = None,
         limit: Annotated[int, Field(ge=1, le=1000)] = 100,
     ) -> AlertsResult:
         return await _call("get_alerts", manager.get_alerts, version=version, active_only=active_only,

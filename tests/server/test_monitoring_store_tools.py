@@ -184,3 +184,27 @@ async def test_subscribers_of_the_alert_resource_hear_of_a_new_alert(manager, pa
         assert event.uri == "models://alerts"
         listed = json.loads((await client.read_resource("models://alerts")).contents[0].text)
         assert listed["alerts"][0]["kind"] == "error_rate"
+
+
+async def test_the_alert_log_is_read_after_a_restart_and_from_another_process(home, packages, tmp_path):
+    first = _manager(home)
+    async with Client(build_server(first)) as client:
+        await _deploy(client, packages)
+        for _ in range(19):
+            await call(client, "predict", rows=samples.sample_rows(2))
+        for _ in range(3):
+            await call_error(client, "predict", rows=[["x"] * 8])
+        BackgroundCheck(first, interval_s=3600, drift_min_rows=10_000).run_once()
+    first.close()
+    second = _manager(home)
+    async with Client(build_server(second)) as client:
+        (alert,) = (await call(client, "get_alerts"))["alerts"]
+        assert alert["kind"] == "error_rate" and alert["active"]
+    second.close()
+    other = ServerProcess.spawn(home, env=NO_PROBE, stderr=subprocess.DEVNULL)
+    try:
+        other.initialize()
+        answer = other.call("get_alerts", active_only=True)
+        assert [a["id"] for a in answer.structured["alerts"]] == [alert["id"]], answer.text
+    finally:
+        other.close()

@@ -36,22 +36,22 @@ class Alert(BaseModel):
     kind: AlertKind
     severity: Severity
     message: str = Field(description="What was seen and what to do.")
-    action: str | None = Field(default=None, description="What to do, on its own.")
-    version: str | None = Field(default=None, description="The model version it is about (null: the server).")
+    action: str | None = None  # what to do, on its own
+    version: str | None = None  # the model version it is about; None: the server itself
 
 
+# An alert with memory, one line of the alert log: first_seen and last_seen (ISO-8601 UTC), how many
+# evaluations raised it (count), and whether the latest evaluation still raised it (active).
 class AlertRecord(Alert):
-    """An alert with memory: one line of the alert log."""
-
     id: int
-    first_seen: str = Field(description="ISO-8601 UTC: when this alert was first raised.")
-    last_seen: str = Field(description="ISO-8601 UTC: when it was last raised.")
-    count: int = Field(description="How many evaluations raised it.")
-    active: bool = Field(description="Whether the latest evaluation still raised it.")
+    first_seen: str
+    last_seen: str
+    count: int
+    active: bool
 
 
 class AlertsResult(BaseModel):
-    alerts: list[AlertRecord] = Field(description="Newest last_seen first.")
+    alerts: list[AlertRecord] = Field(description="Newest first.")
 
 
 def _alert(kind: str, severity: Severity, seen: str, action: str, version: str | None = None) -> Alert:

@@ -394,23 +394,25 @@ class LatencyFigures(BaseModel):
     p99: float | None
 
 
+# One bucket of performance_report's series: start (ISO-8601 UTC), counts, latency percentiles, the
+# anomaly rate, the CPU seconds the serving processes spent and the largest RSS one reported (README).
 class SeriesPoint(BaseModel):
-    start: str = Field(description="ISO-8601 UTC start of the bucket.")
+    start: str
     requests: int
     rows: int
     errors: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     anomaly_rate: float | None
-    cpu_s: float = Field(description="CPU seconds the serving processes spent in this bucket.")
-    rss_mb: float | None = Field(description="The largest resident memory a serving process reported.")
+    cpu_s: float
+    rss_mb: float | None
 
 
-class ServingProcess(BaseModel):
+class ServingProcess(BaseModel):  # last_seen: its last write to the monitoring store
     pid: int
     host: str
     started_at: str
-    last_seen: str = Field(description="Its last write to the monitoring store.")
+    last_seen: str
 
 
 class PerformanceReport(BaseModel):
@@ -429,12 +431,12 @@ class PerformanceReport(BaseModel):
     memory_bytes: int | None
     alerts: list[Alert]
     serving: bool = Field(default=True, description="False once it no longer serves.")
-    since: str | None = Field(default=None, description="Start of the span the figures cover (ISO-8601 UTC).")
-    until: str | None = Field(default=None, description="End of the span (ISO-8601 UTC).")
-    bucket_s: int | None = Field(default=None, description="Width of the series buckets in seconds.")
-    series: list[SeriesPoint] = Field(default_factory=list, description="Buckets with traffic in the span, oldest first.")
-    processes: list[ServingProcess] = Field(default_factory=list, description="The server processes whose figures count.")
-    covers: str | None = Field(default=None, description="What the figures cover, in one sentence.")
+    since: str | None = None
+    until: str | None = None
+    bucket_s: int | None = None
+    series: list[SeriesPoint] = Field(default_factory=list, description="Buckets with traffic, oldest first.")
+    processes: list[ServingProcess] = Field(default_factory=list, description="The processes counted.")
+    covers: str | None = Field(default=None, description="What the figures cover.")
 
 
 class Readiness(BaseModel):
