@@ -101,6 +101,10 @@ async def test_a_deploy_through_one_server_is_what_the_other_predicts_with(tmp_p
                 assert (await call(changer, "predict", rows=ROW))["model_version"] == version
                 assert (await call(other, "list_models"))["deployed_version"] == version
             # Both serve v3 since b's last deploy of it; the report counts both processes' predicts.
+            # Another process's figures reach the store within a second; a report writes its own
+            # process's at once: one in each, and both see both.
+            await call(a, "performance_report")
+            assert (await call(b, "performance_report"))["n_requests"] == 2
             report = await call(a, "performance_report")
             assert report["version"] == "v3" and report["n_requests"] == 2
             assert len(report["processes"]) == 2
