@@ -314,9 +314,9 @@ def test_binding_refusal_and_build_http_app_refuse_an_open_binding(tmp_path):
     assert binding_refusal(Settings(home=tmp_path, host="127.0.0.1")) is None
 
 
-def test_request_body_limit_fits_the_largest_base64_upload(tmp_path):
-    assert max_request_body_size(Settings(home=tmp_path)) == 716_876_460  # 4*ceil(512 MiB / 3) + 1 MiB
-    assert max_request_body_size(Settings(home=tmp_path, max_upload_bytes=3)) == 4 + 1_048_576
+def test_request_body_limit_is_one_message(tmp_path):
+    assert max_request_body_size(Settings(home=tmp_path)) == 32 * 1024 * 1024
+    assert max_request_body_size(Settings(home=tmp_path, max_message_mb=0.5)) == 512 * 1024
 
 
 async def test_allowed_hosts_adds_a_proxy_name(tmp_path):

@@ -22,9 +22,10 @@ Why each layer is there:
     alias, a reverse proxy's name) gets 421: that needs an allowed-hosts setting (not there yet).
   The token check runs first, so a request with a foreign Host and no token gets 401, and one with
   the right token but a foreign Host still gets 421.
-- Request size. The SDK's default body limit (4 MiB) would refuse a `content_base64` upload long
-  before our own `max_upload_bytes` check could answer with `[archive_too_large]`; the limit here is
-  the base64 size of the largest allowed upload plus 1 MiB of JSON around it.
+- Request size. One message (`MODEL_MCP_MAX_MESSAGE_MB`, 32 MiB by default) bounds what one call
+  may cost: bodies over it are refused before they are held, on every path. A `content_base64`
+  upload therefore carries at most about three quarters of it; larger packages come by `path`.
+- What clients may hold: sessions, connections, header and body time (`http_limits.py`).
 
 The SDK's app keeps its lifespan (the session manager's task group): the token check is added as
 a middleware of that same Starlette app, and lifespan events pass through it untouched.
@@ -50,6 +51,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from model_mcp.http_limits import BodyLimitMiddleware, GuardedH11Protocol, SessionRoomMiddleware
 from model_mcp.logs import get_logger
 from model_mcp.settings import Settings
 from model_mcp.ui.http_page import dashboard_route, is_dashboard_request
@@ -60,7 +62,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 MCP_PATH = "/mcp"
-MIB = 1024 * 1024
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 # uvicorn waits this long for open SSE streams on shutdown before closing them.
 GRACEFUL_SHUTDOWN_S = 5
@@ -160,8 +161,8 @@ def transport_security_for(host: str, port: int, extra_hosts: tuple[str, ...] = 
 
 
 def max_request_body_size(settings: Settings) -> int:
-    """Room for the largest allowed `content_base64` upload, so our own limit answers, not a 413."""
-    return (settings.max_upload_bytes + 2) // 3 * 4 + MIB
+    """The largest body: one message (a body is one JSON-RPC message, or one REST request)."""
+    return settings.max_message_bytes
 
 
 def _digest(value: bytes) -> bytes:
@@ -245,9 +246,14 @@ def build_http_app(server: MCPServer, settings: Settings, manager: ModelManager 
         streamable_http_path=MCP_PATH,
         transport_security=security,
         max_request_body_size=max_request_body_size(settings),
+        session_idle_timeout=settings.http_session_idle_s,
+        max_sessions=settings.http_max_sessions,
         host=settings.host,
     )
     app.router.routes.append(dashboard_route())  # the dashboard page at `/` (model_mcp.ui)
+    # Each add_middleware wraps what is there: the session room inside the token check (no caller
+    # without the token can close a session), the body limit outside everything.
+    app.add_middleware(SessionRoomMiddleware, session_manager=server.session_manager, path=MCP_PATH)
     open_paths: frozenset[str] = frozenset()
     if manager is not None:
         from model_mcp.http import mount_api
@@ -257,7 +263,47 @@ def build_http_app(server: MCPServer, settings: Settings, manager: ModelManager 
     token = configured_token(settings)
     if token is not None:
         app.add_middleware(BearerTokenMiddleware, token=token, open_paths=open_paths)
+    # The REST import streams ZIP uploads to disk under its own counter (max_upload_bytes).
+    uploads = frozenset({"/api/v1/models"}) if manager is not None else frozenset()
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_body_size(settings),
+                       timeout_s=settings.http_body_timeout_s, streamed_upload_paths=uploads)
     return app
+
+
+# Descriptors kept for everything but client connections: the store, logs, probe children's pipes.
+RESERVED_FDS = 64
+LISTEN_BACKLOG = 128
+
+
+def listen_backlog(fd_limit: int) -> int:
+    """The listen queue, which is also how many connections asyncio accepts in one go before any is
+    looked at: small enough that a burst cannot use up descriptors between two looks."""
+    return max(8, min(LISTEN_BACKLOG, (fd_limit - RESERVED_FDS) // 4))
+
+
+def connection_cap(wanted: int) -> tuple[int, int]:
+    """(connection cap, listen backlog): `wanted`, lowered so that connections, plus one accept
+    burst, can never use up the process's file descriptors (else asyncio's accept loop fails with
+    EMFILE, over and over).
+
+    The soft descriptor limit is first raised to the hard one (as most servers do).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+    backlog = listen_backlog(soft)
+    cap = max(1, min(wanted, soft - RESERVED_FDS - backlog))
+    if cap < wanted:
+        log.warning("http_connection_cap_lowered", wanted=wanted, cap=cap, fd_limit=soft)
+    return cap, backlog
 
 
 def serve_http(server: MCPServer, settings: Settings, manager: ModelManager | None = None) -> int:
@@ -275,6 +321,7 @@ def serve_http(server: MCPServer, settings: Settings, manager: ModelManager | No
     app = build_http_app(server, settings, manager)
     log.info("http_listening", url=f"http://{_host_entry(settings.host, settings.port)}{MCP_PATH}",
              auth="bearer" if configured_token(settings) else "none (loopback only)")
+    max_connections, backlog = connection_cap(settings.http_max_connections)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -282,6 +329,13 @@ def serve_http(server: MCPServer, settings: Settings, manager: ModelManager | No
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=settings.http_keep_alive_s,
+        http=GuardedH11Protocol.configure(header_timeout_s=settings.http_header_timeout_s,
+                                          max_connections=max_connections),
+        # uvicorn answers 503 to requests once this many connections or tasks exist (counting the
+        # asking one): one more than the connection cap, so the cap alone decides for connections.
+        limit_concurrency=max_connections + 1,
+        backlog=backlog,
     )
     try:
         uvicorn.Server(config).run()

@@ -13,6 +13,8 @@ import sys
 
 import structlog
 
+from model_mcp.log_limits import SUPPRESSED_FIELD, RepeatLimitFilter
+
 _SHARED_PROCESSORS: list = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -25,7 +27,7 @@ def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_SHARED_PROCESSORS,
+            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.ExtraAdder(allow=[SUPPRESSED_FIELD])],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
@@ -33,6 +35,8 @@ def setup_logging(level: str = "INFO") -> None:
             ],
         )
     )
+    # Identical lines repeated many times a second (an accept() storm) are counted, not written.
+    handler.addFilter(RepeatLimitFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

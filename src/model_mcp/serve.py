@@ -48,5 +48,9 @@ def serve(settings: Settings) -> int:
         from model_mcp.http_app import serve_http
 
         return serve_http(server, settings, manager)
-    server.run("stdio")
+    import anyio
+
+    from model_mcp.stdio_transport import run_stdio
+
+    anyio.run(run_stdio, server, settings.max_message_bytes)
     return 0

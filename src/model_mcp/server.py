@@ -53,6 +53,7 @@ from model_mcp.core.schemas import (
 )
 from model_mcp.listing import lean_schema
 from model_mcp.logs import get_logger
+from model_mcp.memory_release import OneShot
 from model_mcp.ui.mcp_app import dashboard_apps
 
 log = get_logger(__name__)
@@ -111,7 +112,8 @@ class _ProgressRelay:
 
 async def _call(tool: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     try:
-        return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
+        # OneShot, not functools.partial: a worker thread keeps its last job, and with it the rows.
+        return await anyio.to_thread.run_sync(OneShot(fn, **kwargs))
     except ModelMcpError as exc:
         log.info("tool_refused", tool=tool, code=exc.code, message=str(exc))
         count_refusal("mcp", exc.code)

@@ -46,6 +46,10 @@ class Settings(BaseModel):
     ratio_min_member_bytes: int = 1 * MIB
 
     max_predict_rows: int = 10_000
+    # One MCP message (a stdio line, an HTTP body), checked before it is parsed; it bounds what one
+    # call may cost (see README, "Limits"). Rows given inline to drift_report, per side:
+    max_message_mb: float = Field(default=32.0, gt=0)
+    max_drift_rows: int = Field(default=100_000, ge=1)
 
     # Folders import_zip(path=...) may read from (MODEL_MCP_IMPORT_ROOTS, comma-separated); empty: any.
     import_roots: tuple[Path, ...] = ()
@@ -93,6 +97,13 @@ class Settings(BaseModel):
     token: str | None = Field(default=None, repr=False)
     # Extra Host names for HTTP (a DNS alias, a reverse proxy): MODEL_MCP_ALLOWED_HOSTS=a.example,b:8443
     allowed_hosts: tuple[str, ...] = ()
+    # What HTTP clients may hold (see README, "HTTP limits").
+    http_max_sessions: int = Field(default=100, ge=1)
+    http_session_idle_s: float = Field(default=600.0, gt=0)
+    http_max_connections: int = Field(default=256, ge=1)
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=60.0, gt=0)
+    http_keep_alive_s: float = Field(default=5.0, gt=0)
 
     log_level: str = "INFO"
 
@@ -107,6 +118,10 @@ class Settings(BaseModel):
     @classmethod
     def _absolute_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
         return tuple(absolute_path(root) for root in value)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * MIB)
 
     @property
     def trusted_pairs(self) -> tuple[tuple[str, str], ...]:

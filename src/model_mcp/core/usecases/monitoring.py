@@ -29,8 +29,6 @@ from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
 
-DRIFT_MAX_ROWS = 1_000_000  # rows a drift_report may be given per side
-
 
 class MonitoringCases(ObservingCases):
     """drift_report and record_feedback."""
@@ -115,7 +113,7 @@ class MonitoringCases(ObservingCases):
         # Current: rows given, else the recent predict inputs (the last `window` rows).
         cur_labels = cur_scores = None
         if current is not None:
-            X_cur = parse_rows(current, names, DRIFT_MAX_ROWS)
+            X_cur = parse_rows(current, names, settings.max_drift_rows)
             current_source = "rows"
             if serving is not None:
                 cur_labels, cur_scores = serving.score_and_label(X_cur)
@@ -137,7 +135,7 @@ class MonitoringCases(ObservingCases):
         profile = metadata.get("feature_profile")
         training = metadata.get("training_info") or {}
         if reference is not None:
-            X_ref = parse_rows(reference, names, DRIFT_MAX_ROWS)
+            X_ref = parse_rows(reference, names, settings.max_drift_rows)
             reference_source, n_reference = "rows", int(X_ref.shape[0])
             features = drift_against_sample(X_cur, X_ref, names, thresholds)
         elif isinstance(profile, dict) and profile_covers(profile, names):
