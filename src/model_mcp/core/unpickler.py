@@ -460,6 +460,18 @@ def _charging_result(handler: Any) -> Any:
     return run
 
 
+# Inside joblib's own compressed stream: more than this many bytes out per byte in, once 32 MiB
+# have come out, is a bomb (a 1 MB file holding one 1 GiB byte string). The same figure as the
+# archive's member ratio (MODEL_MCP_MAX_RATIO's default); real models' arrays compress 2 to 20x,
+# and the floor lets a model hold a few MiB of zeros (which zlib shrinks ~1000x).
+MAX_STREAM_RATIO = 200.0
+_RATIO_FLOOR = 32 * _MIB
+# One read the pickle asks for (a byte or text string announced by BINBYTES8, BINUNICODE8,
+# BYTEARRAY8...) above this is refused before anything is read: joblib stores arrays outside the
+# pickle's opcodes, and no trusted estimator's own state holds a string this long.
+MAX_STRING_BYTES = 256 * _MIB
+
+
 class _CountingReader:
     """The stream joblib hands the unpickler, charging each byte read to the budget.
 
@@ -470,22 +482,43 @@ class _CountingReader:
     hold three copies of them).
     """
 
-    def __init__(self, stream: Any, budget: _Budget) -> None:
+    def __init__(self, stream: Any, budget: _Budget, compressed: Any = None) -> None:
         self._stream = stream
         self._budget = budget
+        # The file under joblib's decompressor (None when the file is not compressed): its
+        # position says how many compressed bytes produced what was read so far.
+        self._compressed = compressed
+        self._out = 0
+
+    def _count(self, nbytes: int) -> None:
+        self._budget.charge_read(nbytes)
+        self._out += nbytes
+        if self._compressed is not None and self._out > _RATIO_FLOOR:
+            consumed = max(1, self._compressed.tell())
+            if self._out > MAX_STREAM_RATIO * consumed:
+                raise ModelLoadFailedError(
+                    f"{self._budget.name} inflates more than {MAX_STREAM_RATIO:g} times inside its own "
+                    f"compression ({self._out} bytes out of {consumed}); this looks like a decompression "
+                    "bomb, so it was not loaded."
+                )
 
     def read(self, size: int | None = -1) -> bytes:
         if size is not None and 0 <= size <= _READ_CHUNK:
             data = self._stream.read(size)
-            self._budget.charge_read(len(data))
+            self._count(len(data))
             return data
+        if size is not None and size > MAX_STRING_BYTES:
+            raise ModelLoadFailedError(
+                f"{self._budget.name} announces a single object of {size} bytes, more than the "
+                f"{MAX_STRING_BYTES} any trusted model state holds in one string; it was not loaded."
+            )
         left = sys.maxsize if size is None or size < 0 else size
         chunks: list[bytes] = []
         while left > 0:
             data = self._stream.read(min(left, _READ_CHUNK))
             if not data:
                 break
-            self._budget.charge_read(len(data))
+            self._count(len(data))
             chunks.append(data)
             left -= len(data)
         return b"".join(chunks)
@@ -497,7 +530,7 @@ class _CountingReader:
             data = self._stream.readline(min(left, _READ_CHUNK))
             if not data:
                 break
-            self._budget.charge_read(len(data))
+            self._count(len(data))
             chunks.append(data)
             left -= len(data)
             if data.endswith(b"\n"):
@@ -879,7 +912,8 @@ def _load(path: Path, trusted: frozenset[_Pair], budget: _Budget) -> Any:
         with _validate_fileobject_and_memmap(raw, str(path), None) as (fobj, _):
             if isinstance(fobj, str):  # the compat format, in case joblib's detection differs
                 raise ModelLoadFailedError("The model file uses joblib's unsupported pre-0.10 format.")
-            unpickler = _trusted_numpy_unpickler()(str(path), _CountingReader(fobj, budget), trusted, budget)
+            reader = _CountingReader(fobj, budget, compressed=raw if fobj is not raw else None)
+            unpickler = _trusted_numpy_unpickler()(str(path), reader, trusted, budget)
             return unpickler.load()
 
 

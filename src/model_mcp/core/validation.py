@@ -105,12 +105,9 @@ def validate_package(
         # The first load and predict of a model file happen in a child process: a model that
         # crashes or hangs there fails validation instead of taking the server down.
         probe = probe or isolated_probe(contents, settings)
-        if probe is not None and not probe.ok and probe.load_ms is None and estimator is None:
-            findings.add("model_load", "fail", probe.detail)
-            if probe.code == "untrusted_model":
-                findings.risks.append("The model file references code outside the trusted set; it may be hostile.")
-            for name in ("interface", "feature_compatibility", "functional_probe"):
-                findings.add(name, "skip", "Skipped: the model did not load.")
+        if probe is not None and not probe.ok and estimator is None:
+            # The child did not find a sound estimator: the file is never loaded in this process.
+            _probe_failure(findings, probe)
         else:
             estimator, load_ms = _load_check(findings, contents, settings, estimator, load_ms)
         outcome.estimator, outcome.load_ms = estimator, load_ms
@@ -191,6 +188,33 @@ def _structure_checks(findings: _Findings, contents: PackageContents) -> None:
 
 
 # --- the model ---------------------------------------------------------------------------------
+def _probe_failure(findings: _Findings, probe: ProbeResult) -> None:
+    """The checks of a model the child process found unsound, which this process never loads."""
+    if probe.load_ms is None:
+        findings.add("model_load", "fail", probe.detail)
+        if probe.code == "untrusted_model":
+            findings.risks.append("The model file references code outside the trusted set; it may be hostile.")
+        skipped = "Skipped: the model did not load."
+        for name in ("interface", "feature_compatibility", "functional_probe"):
+            findings.add(name, "skip", skipped)
+        return
+    if probe.problems:
+        findings.add("model_load", "fail",
+                     "model.joblib loaded in a separate process, but its structure is unsafe to predict with: "
+                     + "; ".join(probe.problems[:5])
+                     + (f" (and {len(probe.problems) - 5} more)" if len(probe.problems) > 5 else ""))
+        findings.risks.append("The model's internal structure is inconsistent; predicting with it could crash "
+                              "or hang the server. It may be hostile.")
+        for name in ("interface", "feature_compatibility", "functional_probe"):
+            findings.add(name, "skip", "Skipped: the model's structure is unsafe.")
+        return
+    findings.add("model_load", "pass", f"model.joblib loaded in a separate process in {probe.load_ms:.0f} ms; "
+                                       "it is not loaded in the server because its probe failed.")
+    for name in ("interface", "feature_compatibility"):
+        findings.add(name, "skip", "Skipped: the probe in a separate process failed.")
+    findings.add("functional_probe", "fail", f"In a separate process: {probe.detail}")
+
+
 def _load_check(findings: _Findings, contents: PackageContents, settings: Settings,
                 estimator: Any, load_ms: float | None) -> tuple[Any, float | None]:
     if estimator is None:

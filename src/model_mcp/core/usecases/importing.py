@@ -230,7 +230,8 @@ class ImportCases(UseCaseBase):
         )
 
     def _first_load(self, contents: PackageContents) -> tuple[Any, ProbeResult | None]:
-        """Load a new package's model: first in a child process, then here.
+        """Load a new package's model: first in a child process, then here only if the child found
+        a sound estimator (it loaded, its structure is safe, and it predicted).
 
         A pickle naming an untrusted global, or one that does not load, fails the import with its
         code (`untrusted_model`, `model_load_failed`); one that crashes or hangs the child while
@@ -240,6 +241,10 @@ class ImportCases(UseCaseBase):
         if probe is not None and not probe.ok and probe.load_ms is None:
             message = probe.detail.split("] ", 1)[1] if probe.detail.startswith("[") else probe.detail
             raise (UntrustedModelError if probe.code == "untrusted_model" else ModelLoadFailedError)(message)
+        if probe is not None and not probe.ok:
+            # Loaded in the child but not a sound estimator (unsafe structure, predict failed):
+            # never loaded here; validation reports it and the version is registered `failed`.
+            return None, probe
         estimator = load_trusted(contents.model_path, self.settings.trusted_pairs,
                                  max_bytes=self.settings.max_unpacked_bytes)
         return estimator, probe
