@@ -158,6 +158,14 @@ class _Member:
 # --------------------------------------------------------------------------- uploads
 
 
+def describe_client_path(path: str | Path) -> str:
+    """A path a client gave, quoted; a relative one says the folder the server resolves it against."""
+    text = repr(str(path))
+    if Path(path).expanduser().is_absolute():
+        return text
+    return f"{text} (a relative path, resolved against the server's working folder {os.getcwd()!r})"
+
+
 def read_upload_path(path: str | Path, limits: ArchiveLimits) -> Path:
     """Check a path a client gave: an existing regular file (not a link), within the upload limit.
 
@@ -168,7 +176,7 @@ def read_upload_path(path: str | Path, limits: ArchiveLimits) -> Path:
     try:
         st = os.lstat(candidate)
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise NotFoundError(f"There is no file at {str(path)!r}.") from exc
+        raise NotFoundError(f"There is no file at {describe_client_path(path)}.") from exc
     except OSError as exc:
         raise StorageError(f"The file {str(path)!r} cannot be read ({exc.strerror}).") from exc
     if stat.S_ISLNK(st.st_mode):

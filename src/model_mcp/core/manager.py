@@ -12,6 +12,7 @@ shared state.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from model_mcp.core.archive import ArchiveLimits
 from model_mcp.core.errors import ModelMcpError
@@ -87,8 +88,14 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
     def start(self) -> None:
         """Create the home, clean what a killed process left, finish or undo interrupted publishes.
 
-        Read-only: nothing at all is written; the home is only read.
+        Read-only: nothing at all is written; the home is only read. A configured training folder
+        that does not exist is logged here, at start, rather than first seen by a scan.
         """
+        training = self.settings.training_dir
+        if training is not None and not Path(training).is_dir():
+            log.warning("training_dir_missing", training_dir=str(training),
+                        message=f"The configured training folder {training} does not exist or is not a folder; "
+                                "scan_training_service answers [training_service_unavailable] until it does.")
         if self.settings.read_only:
             return
         self.store.ensure()

@@ -508,5 +508,6 @@ class ScanResult(BaseModel):
         description="Newest first: version, model_name, created_at, location, kind, complete, "
                     "already_imported, problems."
     )
-    imported: list[str] = Field(description="Versions imported by this call.")
+    imported: list[str] = Field(description="Versions this call imported.")
+    already_present: list[str] = Field(default_factory=list, description="Asked for, but already imported.")
     errors: list[ScanError] = Field(description="Failed imports, with their error code.")

@@ -10,6 +10,7 @@ from typing import Any
 
 from model_mcp.core.archive import (
     decode_base64_upload,
+    describe_client_path,
     extract_zip,
     read_upload_path,
 )
@@ -17,6 +18,7 @@ from model_mcp.core.errors import (
     InvalidInputError,
     ModelLoadFailedError,
     ModelMcpError,
+    NotAZipError,
     UntrustedModelError,
     VersionConflictError,
 )
@@ -154,7 +156,12 @@ class ImportCases(UseCaseBase):
             def on_bytes(done: int, total: int) -> None:
                 progress(done, total, "extracting")
 
-            extraction = extract_zip(upload, package_dir, self.limits, on_bytes)
+            try:
+                extraction = extract_zip(upload, package_dir, self.limits, on_bytes)
+            except NotAZipError as exc:
+                if path is None:
+                    raise
+                raise NotAZipError(str(exc).replace("The upload", describe_client_path(path), 1)) from exc
             digests = {name: FileDigest(f.sha256, f.size) for name, f in extraction.files.items()}
             extra_warnings = [f"Skipped {name}: not part of a package." for name in extraction.ignored
                               if not name.endswith("/")]

@@ -116,7 +116,10 @@ class RegistryCases(UseCaseBase):
     def validate(self, *, version: str | None = None, deep: bool = True,
                  progress: Progress | None = None) -> ValidationReport:
         self._require_writable("validate")
-        progress = progress or _no_progress
+        with self._audit_failure("validate", version=version if isinstance(version, str) else None):
+            return self._validate(version=version, deep=deep, progress=progress or _no_progress)
+
+    def _validate(self, *, version: str | None, deep: bool, progress: Progress) -> ValidationReport:
         snapshot = self.read_registry()
         version = self.resolve_version(version, snapshot)
         entry = self._entry_or_not_found(snapshot, version)

@@ -125,10 +125,16 @@ class ServingCases(UseCaseBase):
     # --- deploy and rollback -------------------------------------------------------------------
     def deploy(self, *, version: str, progress: Progress | None = None) -> DeployResult:
         self._require_writable("deploy")
-        return self._switch_to(version, event="deploy", mode="explicit", progress=progress or _no_progress)
+        with self._audit_failure("deploy", version=version if isinstance(version, str) else None, mode="explicit"):
+            return self._switch_to(version, event="deploy", mode="explicit", progress=progress or _no_progress)
 
     def rollback(self, *, to_version: str | None = None, progress: Progress | None = None) -> DeployResult:
         self._require_writable("rollback")
+        with self._audit_failure("rollback", version=to_version if isinstance(to_version, str) else None,
+                                 mode="explicit" if to_version else "auto"):
+            return self._rollback(to_version=to_version, progress=progress)
+
+    def _rollback(self, *, to_version: str | None, progress: Progress | None) -> DeployResult:
         snapshot = self.read_registry()
         current = snapshot.deployed
         if to_version is None:
@@ -202,8 +208,6 @@ class ServingCases(UseCaseBase):
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 failed = report.summary().failed_checks
-                self.history.record(event, version=version, outcome="failed", mode=mode,
-                                    detail=f"validation failed: {', '.join(failed)}")
                 raise ValidationFailedError(
                     f"Version {version} failed pre-deployment validation ({', '.join(failed)}); "
                     f"{previous.version if previous else 'nothing'} keeps serving.",
@@ -225,6 +229,7 @@ class ServingCases(UseCaseBase):
                 before = snap.deployed
                 if before is not None and before.version != version:
                     before.status = "available"
+                    before.deployed_at = None  # the entry says what is; the history keeps when it served
                 target.status = "deployed"
                 target.deployed_at = now
                 target.quality_score = report.quality_score

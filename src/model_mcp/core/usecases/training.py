@@ -11,6 +11,7 @@ from model_mcp.core.errors import (
     ReadOnlyError,
 )
 from model_mcp.core.schemas import (
+    ImportResult,
     ScanError,
     ScanResult,
 )
@@ -70,22 +71,24 @@ class TrainingCases(UseCaseBase):
             if chosen not in wanted:
                 wanted.append(chosen)
         imported: list[str] = []
+        present: list[str] = []
         for index, pkg in enumerate(wanted):
             if progress:
                 progress(index, len(wanted), f"importing {pkg.location}")
-            version = self._transfer(pkg, errors)
-            if version is not None:
-                imported.append(version)
+            result = self._transfer(pkg, errors)
+            if result is not None:
+                (present if result.already_present else imported).append(result.version)
         if imported:
             snapshot, _ = self.read_registry_for_reading()
         return ScanResult(
             training_dir=str(root),
             packages=[p.to_dict(already_imported=already(p)) for p in packages],
             imported=imported,
+            already_present=present,
             errors=errors,
         )
 
-    def _transfer(self, pkg: TrainingPackage, errors: list[ScanError]) -> str | None:
+    def _transfer(self, pkg: TrainingPackage, errors: list[ScanError]) -> ImportResult | None:
         started = time.perf_counter()
         try:
             pkg = stable_copy_check(pkg, max_zip_bytes=self.limits.max_upload_bytes,
@@ -108,4 +111,4 @@ class TrainingCases(UseCaseBase):
         outcome = "already_present" if result.already_present else "ok"
         self.history.record("transfer", version=result.version, outcome=outcome, source=pkg.location,
                             detail=f"Transferred {pkg.location} ({pkg.kind}) as {result.status} in {elapsed:.0f} ms.")
-        return result.version
+        return result
