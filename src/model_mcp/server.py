@@ -393,10 +393,9 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Drift report",
         description=(
-            "Has the input data moved away from training? Compares `current` (default: recent predict inputs) "
-            "with `reference` (default: the training feature_profile, else the first inputs after deploy): "
-            "per-feature tests, dataset verdict, prediction drift, performance and concept drift (with "
-            "feedback), alerts. [insufficient_data] under 30 rows."
+            "Has the input data moved away from training? Compares `current` (default: recent inputs) with "
+            "`reference` (default: the training profile): per-feature tests, dataset verdict, prediction, "
+            "performance and concept drift, alerts."
         ),
         annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                                     open_world_hint=False),
