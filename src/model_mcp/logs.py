@@ -42,6 +42,9 @@ def setup_logging(level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python warnings (a numpy RuntimeWarning, a library's DeprecationWarning) would be printed
+    # raw on stderr; through the `py.warnings` logger they become JSON lines like everything else.
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[*_SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

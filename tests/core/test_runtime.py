@@ -73,10 +73,10 @@ def serving(estimator: object, version: str = "v1", names: list[str] = NAMES, **
 
 
 def test_parse_rows_reads_list_rows_in_order() -> None:
-    rows = [[1, 2.5, 3, 4], [-1.0, 0, 1e300, 7]]
+    rows = [[1, 2.5, 3, 4], [-1.0, 0, 1e30, 7]]
     X = parse_rows(rows, NAMES4, 10)
     assert X.dtype == np.float64
-    assert X.tolist() == [[1.0, 2.5, 3.0, 4.0], [-1.0, 0.0, 1e300, 7.0]]
+    assert X.tolist() == [[1.0, 2.5, 3.0, 4.0], [-1.0, 0.0, 1e30, 7.0]]
 
 
 def test_parse_rows_reads_dict_rows_by_name_and_mixed_rows() -> None:

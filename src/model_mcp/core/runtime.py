@@ -69,6 +69,9 @@ __all__ = ["ResidentModel", "Runtime", "parse_rows", "utc_now_iso"]
 # Upper bounds (ms) of the predict latency histogram that /metrics exposes (counts since install).
 LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 
+# The largest magnitude scikit-learn's float32 cast keeps finite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 # How many feature names an error message lists before "...".
 _NAMES_IN_MESSAGE = 12
 
@@ -145,7 +148,7 @@ def _bulk_array(rows: list[Any], d: int) -> np.ndarray | None:
         X = np.asarray(rows, dtype=np.float64)
     except (OverflowError, ValueError, TypeError):
         return None
-    if X.shape != (len(rows), d) or not np.isfinite(X).all():
+    if X.shape != (len(rows), d) or not _within_float32(X):
         return None
     return X
 
@@ -225,18 +228,28 @@ def _value_problem(value: Any) -> str | None:
         return f"{_short_repr(value)} is too large for a 64-bit float"
     if not math.isfinite(as_float):
         return f"{_short_repr(value)} is not a finite number"
+    if abs(as_float) > FLOAT32_MAX:
+        return f"{_short_repr(value)} is beyond the range of a 32-bit float (±{FLOAT32_MAX:.4g}), in which scikit-learn computes"
     return None
 
 
+def _within_float32(X: np.ndarray) -> bool:
+    """Every value finite and within float32's range: scikit-learn's trees cast inputs to float32,
+    and 1e308 overflows there (to inf, with a RuntimeWarning). Two reductions and no temporary
+    array; NaN fails the comparisons too."""
+    if X.size == 0:
+        return True
+    return bool(X.max() <= FLOAT32_MAX and X.min() >= -FLOAT32_MAX)
+
+
 def _check_finite(X: np.ndarray, names: list[str]) -> None:
-    """Refuse NaN and infinities, naming the first bad cell."""
-    finite = np.isfinite(X)
-    if finite.all():
+    """Refuse NaN, infinities and values beyond float32's range, naming the first bad cell."""
+    if _within_float32(X):
         return
-    i, j = (int(k) for k in np.argwhere(~finite)[0])
-    raise InvalidInputError(
-        f"row {i}, feature {names[j]!r} (position {j}): {float(X[i, j])!r} is not a finite number."
-    )
+    bad = ~(np.abs(X) <= FLOAT32_MAX)
+    i, j = (int(k) for k in np.argwhere(bad)[0])
+    problem = _value_problem(float(X[i, j])) or "is not a usable number"
+    raise InvalidInputError(f"row {i}, feature {names[j]!r} (position {j}): {problem}.")
 
 
 def _kind(value: Any) -> str:
