@@ -125,21 +125,36 @@ class RegistryCases(UseCaseBase):
         entry = self._entry_or_not_found(snapshot, version)
         root = self.store.resolve_entry_path(entry.path)
         progress(0, None, "validating")
-        outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
-                                   recorded=entry.files)
+        try:
+            outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
+                                       recorded=entry.files)
+        except OSError as exc:  # the folder went away under us (a delete racing this validate)
+            if self.read_registry().entries.get(version) is None:
+                raise NotFoundError(f"Version {version} was deleted while it was being validated; "
+                                    "nothing was saved.") from exc
+            raise storage_error(exc, f"validating version {version}") from exc
         report = outcome.report
-        self.save_report(report)
 
         def record(snap: Snapshot) -> None:
             current = snap.entries.get(version)
             if current is None:
-                return  # deleted meanwhile by another process
+                return  # checked just before, under the same lock
             if current.status != "deployed":
                 current.status = "available" if report.passed else "failed"
             current.quality_score = report.quality_score
             current.validated_at = report.generated_at
 
-        self.registry.update(record)
+        # Under the store lock, which delete_model holds while it removes the entry and the report:
+        # the version validated must still be the one registered, or nothing is saved.
+        with self.store.lock():
+            current = self.read_registry().entries.get(version)
+            if current is None or current.path != entry.path or current.imported_at != entry.imported_at:
+                raise NotFoundError(
+                    f"Version {version} was deleted (or replaced) while it was being validated; "
+                    "nothing was saved."
+                )
+            self.save_report(report)
+            self.registry.update(record)
         summary = report.summary()
         self.history.record("validate", version=version, outcome="passed" if report.passed else "failed",
                             detail=f"quality {report.quality_score:.0f}; failed: {summary.failed_checks or 'none'}; "
