@@ -21,7 +21,9 @@ Why each layer is there:
     are the same entries as `http://...`. A client reaching the server under another name (a DNS
     alias, a reverse proxy's name) gets 421: that needs an allowed-hosts setting (not there yet).
   The token check runs first, so a request with a foreign Host and no token gets 401, and one with
-  the right token but a foreign Host still gets 421.
+  the right token but a foreign Host still gets 421. The same rule runs again ahead of routing, for
+  every path (`HostCheckMiddleware`): `POST /mcp/` with a foreign Host is a 421, not a redirect to it.
+  On loopback port 80 the loopback names are also allowed without a port (what browsers send).
 - Request size. One message (`MODEL_MCP_MAX_MESSAGE_MB`, 32 MiB by default) bounds what one call
   may cost: bodies over it are refused before they are held, on every path. A `content_base64`
   upload therefore carries at most about three quarters of it; larger packages come by `path`.
@@ -45,9 +47,10 @@ import socket
 from typing import TYPE_CHECKING
 from mcp.server import MCPServer
 from mcp.types import INVALID_REQUEST
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -127,6 +130,9 @@ def allowed_hosts(host: str, port: int) -> list[str]:
     if is_loopback(host):
         for name in (host.strip().strip("[]"), *LOOPBACK_NAMES):
             add(f"{_host_entry(name, None)}:*")
+        if port == 80:  # the default port is left out of Host by browsers and httpx
+            for name in (host.strip().strip("[]"), *LOOPBACK_NAMES):
+                add(_host_entry(name, None))
         return entries
     bound = host.strip().strip("[]")
     if bound:
@@ -167,6 +173,32 @@ def max_request_body_size(settings: Settings) -> int:
 
 def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
+
+
+class HostCheckMiddleware:
+    """The SDK's Host/Origin rule (421 / 403) for every HTTP request, ahead of routing.
+
+    The SDK checks inside its `/mcp` endpoint only, so before this a `POST /mcp/` with a foreign
+    Host got Starlette's 307 redirect to that host first. Same settings, same rule, one place:
+    `TransportSecurityMiddleware.validate_request`.
+    """
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
+        self.app = app
+        self._check = TransportSecurityMiddleware(security)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = await self._check.validate_request(Request(scope), is_post=False)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        log.warning("http_host_refused", status=refusal.status_code, path=scope.get("path"),
+                    client=client[0] if client else None)
+        await refusal(scope, receive, send)
 
 
 class BearerTokenMiddleware:
@@ -260,6 +292,9 @@ def build_http_app(server: MCPServer, settings: Settings, manager: ModelManager 
 
         open_paths = mount_api(app, manager, security, mcp_path=MCP_PATH,
                                max_json_bytes=max_request_body_size(settings))
+    # Host and Origin on every path, before routing: the router's slash redirect (`/mcp/` -> 307 to
+    # the Host the client named) and any later route must not answer a foreign Host first.
+    app.add_middleware(HostCheckMiddleware, security=security)
     token = configured_token(settings)
     if token is not None:
         app.add_middleware(BearerTokenMiddleware, token=token, open_paths=open_paths)
