@@ -66,6 +66,8 @@ class Settings(BaseModel):
     isolated_probe: bool = True
     probe_timeout_s: float = 60.0
     probe_memory_mb: int = 4096
+    # Probe children running at once, process-wide (each may take probe_memory_mb); others wait.
+    max_concurrent_probes: int = Field(default=2, ge=1)
 
     # Quality thresholds (the `quality` check, README "Validation").
     min_f1: float = 0.6

@@ -32,6 +32,7 @@ from model_mcp.core.package import (
     PackageContents,
     inspect_package,
 )
+from model_mcp.core.probe_slots import probe_slot
 from model_mcp.core.schemas import Check, FileInfo, Metadata, ValidationReport, utc_now
 from model_mcp.core.script_runner import run_validation_script
 from model_mcp.core.unpickler import load_trusted
@@ -305,11 +306,16 @@ def isolated_probe(contents: PackageContents, settings: Settings) -> ProbeResult
     if cached is not None:
         return cached
     staging = settings.home / "staging"
-    result = run_isolated_probe(
-        contents.model_path, probe_batch(contents.metadata), extra_trusted=settings.trusted_pairs,
-        timeout_s=settings.probe_timeout_s, memory_mb=settings.probe_memory_mb,
-        max_bytes=settings.max_unpacked_bytes, scratch_parent=staging if staging.is_dir() else None,
-    )
+    with probe_slot(settings.max_concurrent_probes):  # at most N children at once, process-wide
+        with _PROBE_CACHE_LOCK:  # probed by another caller while this one waited for a slot?
+            cached = _PROBE_CACHE.get(key)
+        if cached is not None:
+            return cached
+        result = run_isolated_probe(
+            contents.model_path, probe_batch(contents.metadata), extra_trusted=settings.trusted_pairs,
+            timeout_s=settings.probe_timeout_s, memory_mb=settings.probe_memory_mb,
+            max_bytes=settings.max_unpacked_bytes, scratch_parent=staging if staging.is_dir() else None,
+        )
     if result.ok:
         with _PROBE_CACHE_LOCK:
             _PROBE_CACHE[key] = result
