@@ -32,7 +32,7 @@ def test_a_relative_home_from_the_environment_imports(tmp_path, monkeypatch):
 
 def test_a_relative_home_flag_imports_through_the_cli(tmp_path):
     package = samples.build_package(tmp_path / "a.zip", version="a")
-    done = subprocess.run([sys.executable, "-m", "model_mcp", "import", str(package), "--home", "relhome"],
+    done = subprocess.run([sys.executable, "-m", "model_mcp", "import", str(package), "--home", "relhome", "--json"],
                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "available"

@@ -10,37 +10,7 @@ JSON output needs none of this: `json.dumps` escapes control characters itself.
 
 from __future__ import annotations
 
-import unicodedata
+# One rule for error sentences (made in the core) and the terminal: core/text.py.
+from model_mcp.core.text import printable
 
-# Format characters that reorder or hide text on display (Trojan Source, CVE-2021-42574), plus the
-# zero-width ones that make two different names look the same.
-_INVISIBLE = frozenset(
-    [chr(c) for c in range(0x202A, 0x202F)]      # LRE, RLE, PDF, LRO, RLO
-    + [chr(c) for c in range(0x2066, 0x206A)]    # LRI, RLI, FSI, PDI
-    + ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2028", "\u2029", "\ufeff"]
-)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(value: object, *, keep_newlines: bool = False) -> str:
-    """`str(value)` with control and invisible formatting characters shown as escapes.
-
-    With `keep_newlines`, line feeds stay (for multi-line text the program itself lays out); a
-    carriage return is always escaped, since it lets later text overwrite earlier text.
-    """
-    text = value if isinstance(value, str) else str(value)
-    if text.isprintable() and not any(char in _INVISIBLE for char in text):
-        return text  # the common case, without building a new string
-    out = []
-    for char in text:
-        if keep_newlines and char == "\n":
-            out.append(char)
-        elif char in _INVISIBLE or unicodedata.category(char) in ("Cc", "Cs", "Co", "Zl", "Zp"):
-            out.append(_escape(char))
-        else:
-            out.append(char)
-    return "".join(out)
+__all__ = ["printable"]

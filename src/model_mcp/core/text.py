@@ -4,7 +4,7 @@ A package or an agent can put control characters in the names they give: newline
 returns, ANSI escape sequences (colours, cursor moves), bidirectional overrides. Printed raw,
 they forge lines in a terminal (`[ok] Imported ...` in green) or in a log read by a person.
 
-- `printable(text)` escapes them (`\\n`, `\\x1b`, `\\u202e`) and leaves everything else as it is;
+- `printable(text)` escapes them (`\\x0a`, `\\x1b`, `\\u202e`) and leaves everything else as it is;
   every human-facing sentence (error messages, the CLI's text output) passes untrusted parts
   through it. JSON output needs nothing more: `json.dumps` escapes control characters itself.
 - `control_characters(text)` lists the ones a name holds, for the checks that refuse such names
@@ -18,7 +18,6 @@ import unicodedata
 # Control (Cc), format (Cf: bidi overrides, zero-width), line/paragraph separators, surrogates,
 # private use and unassigned code points: none belongs in a name, none is safe on a terminal.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def is_unsafe_character(char: str) -> bool:
@@ -26,17 +25,20 @@ def is_unsafe_character(char: str) -> bool:
 
 
 def _escape(char: str) -> str:
-    if char in _NAMED:
-        return _NAMED[char]
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
 
 
-def printable(text: str) -> str:
-    """`text` with every control, format and separator character escaped; the rest unchanged."""
+def printable(value: object, *, keep_newlines: bool = False) -> str:
+    """`str(value)` with every control, format and separator character escaped; the rest unchanged.
+
+    With `keep_newlines`, line feeds stay (for multi-line text the program itself lays out); a
+    carriage return is always escaped, since it lets later text overwrite earlier text.
+    """
+    text = value if isinstance(value, str) else str(value)
     if text.isprintable():  # the common case; isprintable is False for a superset of what we escape
         return text
-    return "".join(_escape(c) if is_unsafe_character(c) else c for c in text)
+    return "".join(c if (keep_newlines and c == "\n") or not is_unsafe_character(c) else _escape(c) for c in text)
 
 
 def control_characters(text: str) -> list[str]:
