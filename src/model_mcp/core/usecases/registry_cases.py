@@ -129,7 +129,9 @@ class RegistryCases(UseCaseBase):
             outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
                                        recorded=entry.files)
         except OSError as exc:  # the folder went away under us (a delete racing this validate)
-            if self.read_registry().entries.get(version) is None:
+            with self.store.lock():  # a delete in progress holds it until its entry is gone
+                gone = self.read_registry().entries.get(version) is None
+            if gone:
                 raise NotFoundError(f"Version {version} was deleted while it was being validated; "
                                     "nothing was saved.") from exc
             raise storage_error(exc, f"validating version {version}") from exc
