@@ -183,12 +183,17 @@ class HostCheckMiddleware:
     `TransportSecurityMiddleware.validate_request`.
     """
 
-    def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings,
+                 open_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self._check = TransportSecurityMiddleware(security)
+        self._open_paths = open_paths  # health probes a load balancer calls under its own Host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path = scope.get("path") or ""
+        # The MCP endpoint's paths (`/mcp`, `/mcp/...`, which the router redirects); the REST routes
+        # run the same check themselves and answer it as problem details.
+        if scope["type"] != "http" or path in self._open_paths or not path.startswith(MCP_PATH):
             await self.app(scope, receive, send)
             return
         refusal = await self._check.validate_request(Request(scope), is_post=False)
@@ -294,7 +299,7 @@ def build_http_app(server: MCPServer, settings: Settings, manager: ModelManager 
                                max_json_bytes=max_request_body_size(settings))
     # Host and Origin on every path, before routing: the router's slash redirect (`/mcp/` -> 307 to
     # the Host the client named) and any later route must not answer a foreign Host first.
-    app.add_middleware(HostCheckMiddleware, security=security)
+    app.add_middleware(HostCheckMiddleware, security=security, open_paths=open_paths)
     token = configured_token(settings)
     if token is not None:
         app.add_middleware(BearerTokenMiddleware, token=token, open_paths=open_paths)
