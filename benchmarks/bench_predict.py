@@ -1,53 +1,69 @@
-"""Predict through the core against raw scikit-learn on the same model, as ratios from one run.
+"""Predict through the core against scikit-learn, Treelite GTIL and ONNX Runtime, in one run.
 
     python benchmarks/bench_predict.py [--repeats-scale 1.0]
 
-Model: IsolationForest(n_estimators=100, random_state=0) fitted on 2,000 rows x 8 features.
-For batches of 1, 100 and 10,000 rows, medians over repeats (the variants interleaved in each
-repeat, so that a slow moment of the machine hits all of them alike) of:
+Needs the `bench` extra for the two other engines (`pip install -e '.[bench]'`: treelite,
+onnxruntime, skl2onnx); without them their columns are skipped. Thread settings: this script
+sets OMP_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 before numpy loads (unless already set),
+Treelite GTIL runs with nthread=1 and ONNX Runtime with one intra-op and one inter-op thread:
+spinning thread pools distort timings on a 2-core machine.
 
-  raw        estimator.decision_function(X) + estimator.predict(X), X a numpy array: what a
-             server that answers labels and scores would do naively with scikit-learn.
-  raw_df     estimator.decision_function(X) alone: the floor, since the labels of an
-             IsolationForest are its decision_function thresholded at 0.
-  core       Runtime.predict(rows), rows as Python lists (what a JSON request gives), including
-             parsing and checking them, the answer as lists, the request id and the bookkeeping
-             (figures, recent-input window, baseline, request map).
+Model: IsolationForest(n_estimators=100, random_state=0) fitted on 2,000 rows x 8 features
+(max_samples 256, so trees of depth at most 8). For batches of 1, 100 and 10,000 rows, medians
+over repeats, the variants interleaved in each repeat (a slow moment of the machine hits all of
+them alike):
+
+  sk_df      estimator.decision_function(X), X a numpy array: scikit-learn's least work.
+  core       Runtime.predict(rows), rows as Python lists (what a JSON request gives): parsing and
+             checking them, scoring (the fast tree scorer up to its crossover, scikit-learn's
+             compiled trees above it), labels, the answer with scores at 6 digits, the request
+             id and the bookkeeping (figures, recent-input window, baseline, request map).
   core_np    Runtime.predict(X) with the numpy array: the core without list parsing.
+  fast       FastScorer.decision_function(X) alone: the model time of the core.
+  gtil       treelite.gtil.predict(model, X, nthread=1) (Treelite's reference interpreter).
+  ort        ONNX Runtime on the skl2onnx conversion (float32 input).
 
-The honest comparison: raw takes numpy input, the core takes lists, so core includes a
-conversion raw never pays. Targets from the issue: core / raw under 1.2 at 10,000 rows; core
-minus raw under 100 microseconds at 1 row. The table also shows core minus raw_df, the core's
-cost over the least scikit-learn can do.
-
-An IsolationForest call varies by hundreds of microseconds from one call to the next (joblib
-dispatch over 100 trees), which hides the core's own cost at small batches. A second table
-therefore measures that cost alone: parse_rows, and Runtime.predict serving a stand-in model
-whose predict and decision_function do nothing (so everything timed is the core's work: parse,
-answer lists, request id, figures, windows, request map).
+Then the largest absolute difference of each engine's decision scores from scikit-learn's on
+10,000 rows, and a second table of the core's own cost with a stand-in model whose inference
+costs nothing. Targets (issue 13): core at 1 row <= 0.1 ms, >= 40x faster than sk_df, within
+1.2x of gtil; core at 100 rows <= 0.5 ms; core at 10,000 rows (lists) <= sk_df (numpy).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 
-import numpy as np
-from sklearn.ensemble import IsolationForest
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from model_mcp.core.runtime import ResidentModel, Runtime, parse_rows
+import argparse  # noqa: E402
+import importlib.metadata  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+from sklearn.ensemble import IsolationForest  # noqa: E402
+
+from model_mcp.core.runtime import ResidentModel, Runtime, parse_rows  # noqa: E402
 
 N_FEATURES = 8
-BATCHES = ((1, 200), (100, 100), (10_000, 15))  # (rows, repeats)
+N_TREES = 100
+BATCHES = ((1, 400), (100, 200), (10_000, 15))  # (rows, repeats)
 
 
 def _time(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 class FreeModel:
@@ -60,6 +76,36 @@ class FreeModel:
         return np.zeros(X.shape[0])
 
 
+def other_engines(model: IsolationForest, sample: np.ndarray) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Decision-function callables of Treelite GTIL and ONNX Runtime, for those installed."""
+    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    offset = float(model.offset_)
+    try:
+        import treelite
+        import treelite.sklearn
+
+        converted = treelite.sklearn.import_model(model)
+        # GTIL answers the paper's anomaly score 2**(-depth/c) = -score_samples.
+        engines["gtil"] = lambda X: -treelite.gtil.predict(converted, X, nthread=1).ravel() - offset
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+        from skl2onnx import to_onnx
+
+        onnx_model = to_onnx(model, sample[:1].astype(np.float32), target_opset={"": 17, "ai.onnx.ml": 3})
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
+                                               providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        engines["ort"] = lambda X: session.run(["scores"], {input_name: X.astype(np.float32)})[0].ravel()
+    except ImportError:
+        pass
+    return engines
+
+
 def core_cost(names: list[str], rng: np.random.Generator, scale: float) -> None:
     """The core's own cost per call in microseconds, without any model time."""
     runtime = Runtime(max_predict_rows=10_000)
@@ -68,7 +114,7 @@ def core_cost(names: list[str], rng: np.random.Generator, scale: float) -> None:
     header = f"{'rows':>6} {'reps':>6} {'parse_rows':>11} {'predict':>10} {'predict(np)':>12}"
     print(header)
     print("-" * len(header))
-    for n_rows, repeats in ((1, 5000), (100, 2000), (10_000, 50)):
+    for n_rows, repeats in ((1, 3000), (100, 1000), (10_000, 30)):
         repeats = max(3, int(repeats * scale))
         X = rng.normal(size=(n_rows, N_FEATURES))
         rows = X.tolist()
@@ -92,18 +138,24 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     train = rng.normal(size=(2000, N_FEATURES))
-    model = IsolationForest(n_estimators=100, random_state=0).fit(train)
+    model = IsolationForest(n_estimators=N_TREES, random_state=0).fit(train)
     names = [f"f{i}" for i in range(N_FEATURES)]
     runtime = Runtime(max_predict_rows=10_000)
     runtime.install(ResidentModel.create(version="bench", estimator=model, feature_names=names))
+    fast = runtime.current.fast_scorer
+    assert fast is not None, "the benchmark model must be served by the fast tree scorer"
+    engines = other_engines(model, train)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{os.cpu_count()} CPUs, load average {load:.2f}")
-    print(f"IsolationForest(n_estimators=100), {N_FEATURES} features; medians in milliseconds")
-    header = (
-        f"{'rows':>6} {'reps':>5} {'raw':>9} {'raw_df':>9} {'core':>9} {'core_np':>9}"
-        f" {'core/raw':>9} {'core-raw us':>12} {'core-raw_df us':>15} {'np-raw_df us':>13}"
-    )
+    print(f"{os.cpu_count()} CPUs, load average {load:.2f}; Python {platform.python_version()}; "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print("versions: " + ", ".join(f"{name} {_version(name)}" for name in
+                                   ("numpy", "scikit-learn", "treelite", "onnxruntime", "skl2onnx")))
+    print(f"IsolationForest(n_estimators={N_TREES}), {N_FEATURES} features, depth <= 8; crossover of the fast "
+          f"scorer: {fast.crossover_rows} rows; medians in milliseconds")
+    columns = ["sk_df", "core", "core_np", "fast", *engines]
+    header = f"{'rows':>6} {'reps':>5} " + " ".join(f"{c:>9}" for c in columns) + \
+        f" {'sk_df/core':>10} {'core/gtil':>9} {'core/sk_df':>10}"
     print(header)
     print("-" * len(header))
     for n_rows, repeats in BATCHES:
@@ -111,30 +163,36 @@ def main() -> None:
         X = rng.normal(size=(n_rows, N_FEATURES))
         rows = X.tolist()
         variants: dict[str, Callable[[], object]] = {
-            "raw": lambda: (model.decision_function(X), model.predict(X)),
-            "raw_df": lambda: model.decision_function(X),
+            "sk_df": lambda: model.decision_function(X),
             "core": lambda: runtime.predict(rows),
             "core_np": lambda: runtime.predict(X),
+            "fast": lambda: fast.decision_function(X),
         }
-        for fn in variants.values():  # warm up (thread pools, caches)
+        for name, engine in engines.items():
+            variants[name] = (lambda e: lambda: e(X))(engine)
+        for fn in variants.values():  # warm up (caches, lazy initialisation)
             fn()
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(repeats):
             for name, fn in variants.items():
                 samples[name].append(_time(fn))
         med = {name: statistics.median(values) for name, values in samples.items()}
-        print(
-            f"{n_rows:>6} {repeats:>5} {med['raw'] * 1e3:>9.3f} {med['raw_df'] * 1e3:>9.3f}"
-            f" {med['core'] * 1e3:>9.3f} {med['core_np'] * 1e3:>9.3f}"
-            f" {med['core'] / med['raw']:>9.3f} {(med['core'] - med['raw']) * 1e6:>12.1f}"
-            f" {(med['core'] - med['raw_df']) * 1e6:>15.1f} {(med['core_np'] - med['raw_df']) * 1e6:>13.1f}"
-        )
+        gtil = f"{med['core'] / med['gtil']:>9.2f}" if "gtil" in med else f"{'-':>9}"
+        print(f"{n_rows:>6} {repeats:>5} " + " ".join(f"{med[c] * 1e3:>9.4f}" for c in columns)
+              + f" {med['sk_df'] / med['core']:>10.1f} {gtil} {med['core'] / med['sk_df']:>10.2f}")
+
+    X = rng.normal(size=(10_000, N_FEATURES)) * 1.5
+    expected = model.decision_function(X)
+    diffs = {"core": np.abs(np.asarray(runtime.predict(X, exact_scores=True)["scores"]) - expected).max(),
+             "fast (numpy walk)": np.abs(fast.forest._finish(fast.forest.walk_depths(
+                 X.astype(np.float32))) - expected).max()}
+    for name, engine in engines.items():
+        diffs[name] = np.abs(engine(X) - expected).max()
+    print("\nlargest |score - sklearn decision_function| over 10,000 rows: "
+          + ", ".join(f"{name} {value:.3g}" for name, value in diffs.items()))
     figures = runtime.performance()
-    print(
-        f"\nruntime figures after the run: {figures['n_requests']} requests, {figures['n_rows']} rows, "
-        f"p50 {figures['latency_ms']['p50']:.3f} ms, p99 {figures['latency_ms']['p99']:.3f} ms, "
-        f"memory estimate {figures['memory_bytes'] / 1e6:.2f} MB"
-    )
+    print(f"runtime figures after the run: {figures['n_requests']} requests, scoring path {figures['scoring_path']}, "
+          f"by path {figures['requests_by_scoring_path']}")
     core_cost(names, rng, args.repeats_scale)
 
 

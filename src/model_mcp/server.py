@@ -27,7 +27,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError, WithJsonSchema
 
 from model_mcp import __version__
@@ -36,6 +36,7 @@ from model_mcp.core.alerts import AlertsResult
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.refusals import count_refusal
+from model_mcp.core.predict_answer import answer_text
 from model_mcp.core.schemas import (
     DeleteResult,
     DeployResult,
@@ -344,7 +345,8 @@ def build_server(manager: ModelManager) -> MCPServer:
         description=(
             "Score rows with the deployed (resident) model. Answers labels (-1 anomaly, 1 normal), scores "
             "(lower = more anomalous), is_anomaly, model_version and a request_id for record_feedback. "
-            "[invalid_input] names the bad row (from 0)."
+            "[invalid_input] names the bad row (from 0). "
+            "Scores at 6 digits unless exact_scores; summary_only skips per-row lists."
         ),
         annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                     open_world_hint=False),
@@ -352,8 +354,13 @@ def build_server(manager: ModelManager) -> MCPServer:
     async def predict(
         rows: RowsArg,
         version: Annotated[str | None, Field(description="Refuse ([version_mismatch]) unless this one serves.")] = None,
-    ) -> PredictResult:
-        return await _call("predict", manager.predict, rows=rows, version=version)
+        exact_scores: Annotated[bool, Field(description="Full float64 scores.")] = False,
+        summary_only: Annotated[bool, Field(description="Counts, anomaly indices, score quantiles only.")] = False,
+    ) -> Annotated[CallToolResult, PredictResult]:
+        answer = await _call("predict", manager.predict, rows=rows, version=version, exact_scores=exact_scores,
+                             summary_only=summary_only)
+        # The structured content carries the data; the text block repeats it only for small answers.
+        return CallToolResult(content=[TextContent(type="text", text=answer_text(answer))], structured_content=answer)
 
     @server.tool(
         title="Performance of the deployed model",

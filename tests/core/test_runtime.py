@@ -244,10 +244,12 @@ def test_predict_answers_the_columnar_shape_with_exact_values(models: dict[str, 
     estimator = models["iforest"]
     runtime = serving(estimator, version="20261120_143022")
     rows = probe[:20].tolist()
-    answer = runtime.predict(rows)
+    answer = runtime.predict(rows, exact_scores=True)
     assert set(answer) == {
-        "model_version", "request_id", "n_rows", "labels", "scores", "is_anomaly", "anomaly_count", "latency_ms"
+        "model_version", "request_id", "n_rows", "labels", "scores", "is_anomaly", "anomaly_count", "latency_ms",
+        "score_digits", "summary",
     }
+    assert answer["score_digits"] is None and answer["summary"] is None
     assert answer["model_version"] == "20261120_143022"
     assert re.fullmatch(r"[0-9a-f]{32}", answer["request_id"])
     assert answer["n_rows"] == 20
@@ -308,7 +310,7 @@ def test_predict_waits_for_the_start_load(small_forests: tuple[IsolationForest, 
     runtime = Runtime()
     runtime.begin_loading("v1")
     answers: list[dict] = []
-    waiter = threading.Thread(target=lambda: answers.append(runtime.predict([[0.0] * 4], wait_s=10)))
+    waiter = threading.Thread(target=lambda: answers.append(runtime.predict([[0.0] * 4], wait_s=10, exact_scores=True)))
     waiter.start()
     time.sleep(0.2)
     assert waiter.is_alive() and answers == []
@@ -352,7 +354,7 @@ def test_predicts_during_repeated_switches_never_mix_versions(
         for k in range(100):
             i = (seed * 13 + k) % 100
             try:
-                answer = runtime.predict([inputs[i].tolist()])
+                answer = runtime.predict([inputs[i].tolist()], exact_scores=True)
             except BaseException as exc:  # collected, asserted below
                 errors.append(exc)
                 continue
@@ -484,7 +486,7 @@ def test_request_lookup_for_feedback_and_its_eviction(small_forests: tuple[Isola
     estimator = small_forests[0]
     runtime = serving(estimator, version="v1", names=NAMES4, window_rows=10, feedback_requests=5)
     rows = np.random.default_rng(3).normal(scale=3, size=(4, 4))
-    first = runtime.predict(rows.tolist())
+    first = runtime.predict(rows.tolist(), exact_scores=True)
     found = runtime.request(first["request_id"])
     assert found is not None
     assert found["version"] == "v1"

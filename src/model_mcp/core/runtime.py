@@ -61,6 +61,8 @@ from model_mcp.core.errors import (
     VersionMismatchError,
 )
 from model_mcp.core.footprint import estimate_memory_bytes
+from model_mcp.core.predict_answer import SCORE_DIGITS, predict_summary, round_significant
+from model_mcp.core.scoring import FAST_PATH, SKLEARN_PATH, FastScorer, build_fast_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -375,12 +377,20 @@ class ResidentModel:
     anomaly_flags: bool = field(init=False)
     score_once: bool = field(init=False)
     _plan: tuple[list[Any], Any] | None = field(init=False, repr=False)
+    fast_scorer: FastScorer | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.feature_names = list(self.feature_names)
         self._plan = _score_once_final(self.estimator)
         self.score_once = self._plan is not None
         self.anomaly_flags = _gives_anomaly_flags(self.estimator)
+        # The fast tree scorer, for an IsolationForest alone or after trusted scalers (else None).
+        self.fast_scorer = build_fast_scorer(self.estimator, len(self.feature_names)) if self.score_once else None
+
+    @property
+    def scoring_path(self) -> str:
+        """`fast_tree` when the fast scorer serves this model (up to its crossover), else `sklearn`."""
+        return FAST_PATH if self.fast_scorer is not None else SKLEARN_PATH
 
     @classmethod
     def create(
@@ -414,8 +424,25 @@ class ResidentModel:
 
         IsolationForest and LOF(novelty) (alone or ending a Pipeline) are scored once and
         thresholded, which is exactly their own `predict`: at 1 row that halves the time, since
-        an IsolationForest call is mostly joblib dispatch over the trees.
+        an IsolationForest call is mostly joblib dispatch over the trees. An IsolationForest
+        alone or after trusted scalers is scored by the fast tree scorer (`core/scoring/`),
+        whose scores equal its decision_function bit for bit.
         """
+        labels, scores, _ = self.score(X)
+        return labels, scores
+
+    def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """`score_and_label` plus the path that scored: `fast_tree` or `sklearn`."""
+        fast = self.fast_scorer
+        if fast is not None:
+            scores = fast.decision_function(X)
+            if scores is not None:  # above the crossover, scikit-learn's compiled tree walk ran
+                path = FAST_PATH if X.shape[0] <= fast.crossover_rows else SKLEARN_PATH
+                return np.where(scores < 0, -1, 1).astype(np.int64), scores, path
+        labels, scores = self._sklearn_score_and_label(X)
+        return labels, scores, SKLEARN_PATH
+
+    def _sklearn_score_and_label(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if self._plan is not None:
             transformers, detector = self._plan
             Xt = X
@@ -537,6 +564,7 @@ class _Deployment:
         # Cumulative, unlike the latency ring: a Prometheus histogram never forgets (+Inf last).
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
         self.latency_sum_ms = 0.0
+        self.requests_by_path: dict[str, int] = {}  # answered requests per scoring path
         self.window = _Rows(runtime.window_rows, d, ring=True)
         self.baseline = _Rows(runtime.baseline_rows, d, ring=False)
 
@@ -545,12 +573,19 @@ class _Deployment:
             self.n_errors += 1
 
     def record(
-        self, X: np.ndarray, labels: np.ndarray, scores: np.ndarray | None, anomalies: int | None, seconds: float
+        self,
+        X: np.ndarray,
+        labels: np.ndarray,
+        scores: np.ndarray | None,
+        anomalies: int | None,
+        seconds: float,
+        path: str = SKLEARN_PATH,
     ) -> int:
         """Count one answered request and keep its rows; returns the running index of its first row."""
         int_labels = labels if labels.dtype == np.int64 else None
         with self.lock:
             self.n_requests += 1
+            self.requests_by_path[path] = self.requests_by_path.get(path, 0) + 1
             self.n_rows += X.shape[0]
             self.busy_s += seconds
             if anomalies is not None:
@@ -579,6 +614,7 @@ class _Deployment:
             n_lat = min(self.n_latencies, self.latencies_ms.shape[0])
             latencies = self.latencies_ms[:n_lat].copy()
             counts = (self.n_requests, self.n_rows, self.n_errors, self.n_flagged_rows, self.n_anomalies, self.busy_s)
+            by_path = dict(self.requests_by_path)
         n_requests, n_rows, n_errors, n_flagged, n_anomalies, busy_s = counts
         wall_s = max(time.monotonic() - self.started, 1e-9)
         attempts = n_requests + n_errors
@@ -606,6 +642,9 @@ class _Deployment:
             "model_file_bytes": resident.model_file_bytes,
             "memory_bytes": resident.memory_bytes,
             "load_ms": resident.load_ms,
+            "scoring_path": resident.scoring_path,
+            "scoring_crossover_rows": resident.fast_scorer.crossover_rows if resident.fast_scorer else None,
+            "requests_by_scoring_path": by_path,
         }
 
 
@@ -736,13 +775,24 @@ class Runtime:
 
     # -- inference -----------------------------------------------------------------------------
 
-    def predict(self, rows: Any, *, version: str | None = None, wait_s: float = 60.0) -> dict[str, Any]:
+    def predict(
+        self,
+        rows: Any,
+        *,
+        version: str | None = None,
+        wait_s: float = 60.0,
+        exact_scores: bool = False,
+        summary_only: bool = False,
+    ) -> dict[str, Any]:
         """Score `rows` on the serving model; blocking, for a worker thread.
 
         Waits up to `wait_s` while the start load is in progress. Raises NoDeployedModelError,
         VersionMismatchError (`version` given and not the one serving) or InvalidInputError (also
         counted as an error of the serving version). The answer is the contract's columnar one;
         `latency_ms` covers parsing, inference and building the answer (not the wait for a load).
+        Scores are rounded to 6 significant digits unless `exact_scores` (labels, flags and the
+        figures always use the exact ones); `summary_only` answers `summary` (label counts,
+        anomaly indices, score quantiles) instead of the per-row lists.
         """
         deployment = self._serving_or_wait(wait_s)
         started = time.perf_counter()
@@ -753,7 +803,7 @@ class Runtime:
             )
         try:
             X = parse_rows(rows, resident.feature_names, self.max_predict_rows)
-            labels, scores = resident.score_and_label(X)
+            labels, scores, path = resident.score(X)
         except Exception:
             deployment.record_error()
             if self.recorder is not None:
@@ -762,19 +812,22 @@ class Runtime:
         flagged = resident.anomaly_flags and labels.dtype == np.int64
         is_anomaly = labels == -1 if flagged else None
         anomaly_count = int(np.count_nonzero(is_anomaly)) if is_anomaly is not None else None
+        shown = scores if scores is None or exact_scores else round_significant(scores)
         answer: dict[str, Any] = {
             "model_version": resident.version,
             "request_id": uuid.uuid4().hex,
             "n_rows": int(X.shape[0]),
-            "labels": labels.tolist(),
-            "scores": scores.tolist() if scores is not None else None,
-            "is_anomaly": is_anomaly.tolist() if is_anomaly is not None else None,
+            "labels": None if summary_only else labels.tolist(),
+            "scores": None if summary_only or shown is None else shown.tolist(),
+            "is_anomaly": None if summary_only or is_anomaly is None else is_anomaly.tolist(),
             "anomaly_count": anomaly_count,
             "latency_ms": 0.0,
+            "score_digits": None if exact_scores or scores is None else SCORE_DIGITS,
+            "summary": predict_summary(labels, scores, is_anomaly, exact_scores=exact_scores) if summary_only else None,
         }
         seconds = time.perf_counter() - started
         answer["latency_ms"] = seconds * 1000.0
-        first_row = deployment.record(X, labels, scores, anomaly_count, seconds)
+        first_row = deployment.record(X, labels, scores, anomaly_count, seconds, path)
         if self.recorder is not None:
             self.recorder.record(resident.version, resident.deployed_at, answer["request_id"], X, labels, scores,
                                  anomaly_count, seconds)

@@ -255,7 +255,8 @@ class ServingCases(UseCaseBase):
             )
 
     # --- predict -------------------------------------------------------------------------------
-    def predict(self, *, rows: Any, version: str | None = None) -> dict[str, Any]:
+    def predict(self, *, rows: Any, version: str | None = None, exact_scores: bool = False,
+                summary_only: bool = False) -> dict[str, Any]:
         self._follow_registry()
         if self.runtime.current is None and self.runtime.loading is None:
             error = self.runtime.load_error
@@ -264,7 +265,7 @@ class ServingCases(UseCaseBase):
                     f"The deployed version {error['version']} could not be loaded ({error['message']}); "
                     "deploy a version that validates."
                 )
-        return self.runtime.predict(rows, version=version)
+        return self.runtime.predict(rows, version=version, exact_scores=exact_scores, summary_only=summary_only)
 
     def readiness(self) -> Readiness:
         """Whether this process serves what is deployed (for /readyz and load balancers).

@@ -1,0 +1,72 @@
+"""The fast tree scorer, beside scikit-learn's path, chosen per model when it is deployed.
+
+`build_fast_scorer(estimator, n_features)` answers a `FastScorer` for an IsolationForest alone
+or ending a Pipeline whose earlier steps are trusted scalers (`transforms.py`), built from the
+loaded estimator's own fitted arrays: nothing is generated from package content and nothing new
+is unpickled. Every other estimator gets None and keeps scikit-learn's path.
+
+The scorer's scores equal the estimator's `decision_function` bit for bit (see `forest.py` for
+why), so labels thresholded at 0 equal its `predict`. Batches up to `crossover_rows` rows go
+through the numpy walk of all trees at once; larger ones through scikit-learn's compiled
+per-tree walk with the same summation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_mcp.core.scoring.forest import DEFAULT_CROSSOVER_ROWS, FastForest, pack_isolation_forest
+from model_mcp.core.scoring.transforms import Transform, transform_for
+
+__all__ = ["DEFAULT_CROSSOVER_ROWS", "FAST_PATH", "SKLEARN_PATH", "FastScorer", "build_fast_scorer"]
+
+FAST_PATH = "fast_tree"
+SKLEARN_PATH = "sklearn"
+
+
+@dataclass
+class FastScorer:
+    """Scalers then a packed IsolationForest: decision_function without scikit-learn's dispatch."""
+
+    transforms: tuple[Transform, ...]
+    forest: FastForest
+
+    @property
+    def crossover_rows(self) -> int:
+        return self.forest.crossover_rows
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray | None:
+        """Scores of the finite float64 rows X, or None when the scalers made a NaN (the caller
+        then takes scikit-learn's path, which routes missing values its own way)."""
+        for transform in self.transforms:
+            X = transform(X)
+        if self.transforms and np.isnan(X).any():
+            return None
+        return self.forest.decision_function(X)
+
+
+def build_fast_scorer(estimator: Any, n_features: int) -> FastScorer | None:
+    """The FastScorer of an eligible model taking n_features columns, else None."""
+    from sklearn.pipeline import Pipeline
+
+    transforms: list[Transform] = []
+    final = estimator
+    if type(estimator) is Pipeline:
+        steps = list(getattr(estimator, "steps", None) or [])
+        if not steps:
+            return None
+        for _, step in steps[:-1]:
+            if step is None or (isinstance(step, str) and step == "passthrough"):
+                continue
+            transform = transform_for(step, n_features)
+            if transform is None:
+                return None
+            transforms.append(transform)
+        final = steps[-1][1]
+    forest = pack_isolation_forest(final, n_features)
+    if forest is None:
+        return None
+    return FastScorer(transforms=tuple(transforms), forest=forest)

@@ -1,0 +1,303 @@
+"""An IsolationForest packed into flat arrays and scored with numpy, every tree at once.
+
+Exactness first. scikit-learn's `IsolationForest.decision_function` (1.9, `ensemble/_iforest.py`):
+
+    X32 = X as float32                                  (validate_data(dtype=np.float32))
+    for each tree t, in order:                          (_compute_score_samples, joblib sequential)
+        leaf = tree_t.apply(X32[:, features_t])         (go left while x <= threshold, x float32
+                                                         widened to float64, threshold float64)
+        depths += (decision_path_lengths_t[leaf] + average_path_length_t[leaf]) - 1.0
+    scores = 2 ** -(depths / (n_trees * c(max_samples)))   (1 where the denominator is 0)
+    decision = -scores - offset_
+
+This module does the same arithmetic on the same values:
+- X is rounded to float32 exactly as numpy's astype does (what check_array calls); values beyond
+  float32's range become +-inf there too.
+- Each threshold t (float64) is replaced by the largest float32 `a <= t`. For a float32 x,
+  `x > t` holds exactly when `x > a` (no float32 lies in (a, t]), so comparing in float32 takes
+  the same branch as scikit-learn's float64 comparison, at half the memory traffic.
+- The per-leaf term `(depth + c(n_leaf)) - 1.0` is computed once per leaf with the same float64
+  operations, from the estimator's own arrays.
+- The per-row sum runs over the trees in the forest's order, left to right, as `depths +=` does
+  (`np.cumsum` along the tree axis is a sequential left-to-right sum; `np.sum` would pair terms
+  and could differ in the last bits). The final division, power and offset use the same numpy
+  operations as scikit-learn, so the scores are bit for bit equal (tests check <= 1e-12 and find 0).
+
+Speed: nodes are renumbered so that the two children of a node are adjacent (`first_child`,
+`first_child + 1`); a leaf points to itself with an infinite threshold, so it stays put. All
+trees walk together, one level per step, for all rows: per level, 6 numpy operations over
+(rows x trees) node indices, whatever the number of trees. For large batches scikit-learn's
+compiled per-tree walk (`Tree.apply`) is faster; `apply_score` runs it with the same per-row
+summation and no joblib dispatch, and `FastForest.crossover_rows` says where the walk hands over.
+
+NaN never reaches here: predict refuses it before scoring; a Pipeline's scalers cannot make one
+from finite input, and if they did the caller would take scikit-learn's path, which routes
+missing values by each node's `missing_go_to_left`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FastForest", "average_path_length", "pack_isolation_forest"]
+
+# Batches above this many rows are scored with scikit-learn's compiled per-tree walk instead of
+# the numpy walk: measured on a 2-core machine (100-tree forest, 8 features), the numpy walk is
+# about 2x faster at 100 rows and 1.2x slower at 1,000 rows. The crossover hardly depends on the
+# number of trees (both walks cost the same per tree) and little on the depth.
+DEFAULT_CROSSOVER_ROWS = 512
+
+# Rows per chunk of the numpy walk: keeps the (rows x trees) index arrays within the caches.
+_CHUNK_CELLS = 1 << 16
+
+
+def average_path_length(n_samples_leaf: np.ndarray) -> np.ndarray:
+    """scikit-learn's `_average_path_length` (c(n) of the paper), the same numpy operations.
+
+    0 for n <= 1, 1 for n == 2, else 2 (ln(n - 1) + gamma) - 2 (n - 1) / n.
+    """
+    n = np.asarray(n_samples_leaf)
+    shape = n.shape
+    n = n.reshape((1, -1))
+    result = np.zeros(n.shape)
+    mask_1 = n <= 1
+    mask_2 = n == 2
+    not_mask = ~np.logical_or(mask_1, mask_2)
+    result[mask_1] = 0.0
+    result[mask_2] = 1.0
+    result[not_mask] = 2.0 * (np.log(n[not_mask] - 1.0) + np.euler_gamma) - 2.0 * (n[not_mask] - 1.0) / n[not_mask]
+    return result.reshape(shape)
+
+
+def _node_depths(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Depth of every node, the root at 1 (scikit-learn's `Tree.compute_node_depths`)."""
+    depths = np.zeros(left.shape[0], dtype=np.int64)
+    depths[0] = 1
+    frontier = np.array([0])
+    while frontier.size:
+        internal = frontier[left[frontier] != -1]
+        children = np.concatenate([left[internal], right[internal]])
+        depths[children] = depths[np.concatenate([internal, internal])] + 1
+        frontier = children
+    return depths
+
+
+def _float32_at_most(thresholds: np.ndarray) -> np.ndarray:
+    """For each float64 threshold t, the largest float32 a with a <= t."""
+    with np.errstate(over="ignore"):
+        rounded = thresholds.astype(np.float32)
+    above = rounded.astype(np.float64) > thresholds
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """One tree's node arrays as scikit-learn keeps them, plus its per-node score term."""
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray  # global column indices (the tree's feature subset already mapped)
+    threshold: np.ndarray
+    term: np.ndarray  # (depth + c(n_node_samples)) - 1.0, float64
+    features: np.ndarray | None  # the columns the tree sees, None when all in order
+    tree: Any  # scikit-learn's Tree, for the compiled walk of large batches
+
+
+@dataclass
+class FastForest:
+    """The packed forest: flat node arrays of all trees and the constants of the final score."""
+
+    n_features: int
+    n_trees: int
+    depth: int  # levels to walk: the deepest leaf's depth - 1
+    roots: np.ndarray  # (n_trees,) intp: each tree's root in the flat arrays
+    feature: np.ndarray  # (n_nodes,) intp: the column a node tests (0 for leaves)
+    threshold32: np.ndarray  # (n_nodes,) float32: go to the second child when x > it; +inf at leaves
+    first_child: np.ndarray  # (n_nodes,) intp: the first child; a leaf's own index
+    term: np.ndarray  # (n_nodes,) float64: the per-tree depth term of a leaf
+    denominator: np.ndarray  # (1,) float64: n_trees * c(max_samples), as scikit-learn computes it
+    offset: float
+    trees: tuple[_Tree, ...]
+    crossover_rows: int = DEFAULT_CROSSOVER_ROWS
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.feature.shape[0])
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """IsolationForest.decision_function of the float64 rows X (n, n_features), exactly."""
+        with np.errstate(over="ignore"):
+            X32 = np.ascontiguousarray(X, dtype=np.float32)
+        if X32.shape[0] > self.crossover_rows:
+            depths = self.apply_depths(X32)
+        else:
+            depths = self.walk_depths(X32)
+        return self._finish(depths)
+
+    def _finish(self, depths: np.ndarray) -> np.ndarray:
+        denominator = self.denominator
+        scores = 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+        return -scores - self.offset
+
+    def walk_depths(self, X32: np.ndarray) -> np.ndarray:
+        """Summed per-tree depth terms by the level-synchronous numpy walk of all trees."""
+        n = X32.shape[0]
+        if n == 1:  # the most common call: no row offsets, no chunks
+            node = self.roots
+            x = X32.ravel()
+            feature, threshold, first_child = self.feature, self.threshold32, self.first_child
+            for _ in range(self.depth):
+                node = first_child.take(node) + (x.take(feature.take(node)) > threshold.take(node))
+            return np.cumsum(self.term.take(node))[-1:]
+        chunk = max(1, _CHUNK_CELLS // self.n_trees)
+        if n <= chunk:
+            return self._walk_chunk(X32)
+        return np.concatenate([self._walk_chunk(X32[i : i + chunk]) for i in range(0, n, chunk)])
+
+    def _walk_chunk(self, X32: np.ndarray) -> np.ndarray:
+        n, d = X32.shape
+        flat = X32.ravel()
+        row_start = np.arange(0, n * d, d, dtype=np.intp)[:, None]
+        node = np.tile(self.roots, (n, 1))
+        where = np.empty_like(node)
+        feature, threshold, first_child = self.feature, self.threshold32, self.first_child
+        for _ in range(self.depth):
+            np.add(feature.take(node), row_start, out=where)
+            go_second = flat.take(where) > threshold.take(node)
+            np.add(first_child.take(node), go_second, out=node)
+        terms = self.term.take(node)
+        return np.ascontiguousarray(np.cumsum(terms, axis=1)[:, -1])
+
+    def apply_depths(self, X32: np.ndarray) -> np.ndarray:
+        """Summed per-tree depth terms by scikit-learn's compiled walk, one tree after another."""
+        depths = np.zeros(X32.shape[0])
+        for tree in self.trees:
+            X_tree = X32 if tree.features is None else np.ascontiguousarray(X32[:, tree.features])
+            leaves = tree.tree.apply(X_tree)
+            depths += tree.term[leaves]
+        return depths
+
+
+def _tree_parts(estimator: Any, index: int, n_features: int, subsample: bool) -> _Tree | None:
+    from sklearn.tree import ExtraTreeRegressor
+    from sklearn.tree._tree import Tree
+
+    member = estimator.estimators_[index]
+    if type(member) is not ExtraTreeRegressor or type(getattr(member, "tree_", None)) is not Tree:
+        return None
+    tree = member.tree_
+    if tree.n_outputs != 1 or tree.node_count < 1:
+        return None
+    left = np.asarray(tree.children_left, dtype=np.intp)
+    right = np.asarray(tree.children_right, dtype=np.intp)
+    feature = np.asarray(tree.feature, dtype=np.intp)
+    threshold = np.asarray(tree.threshold, dtype=np.float64)
+    n_node_samples = np.asarray(tree.n_node_samples)
+    n_nodes = left.shape[0]
+    internal = left != -1
+    if (
+        not np.array_equal(right != -1, internal)
+        or (internal & ((left <= 0) | (left >= n_nodes) | (right <= 0) | (right >= n_nodes))).any()
+    ):
+        return None
+    features: np.ndarray | None = None
+    if subsample:
+        features = np.asarray(estimator.estimators_features_[index], dtype=np.intp)
+        if features.ndim != 1 or features.size == 0 or (features < 0).any() or (features >= n_features).any():
+            return None
+    local = feature[internal]
+    width = n_features if features is None else features.shape[0]
+    if (local < 0).any() or (local >= width).any():
+        return None
+    mapped = np.zeros(n_nodes, dtype=np.intp)
+    mapped[internal] = local if features is None else features[local]
+
+    # The estimator keeps the arrays its own decision_function reads; they must be these trees'.
+    depths = _node_depths(left, right)
+    path_lengths = average_path_length(n_node_samples)
+    stored = getattr(estimator, "_decision_path_lengths", None)
+    stored_c = getattr(estimator, "_average_path_length_per_tree", None)
+    if stored is not None and stored_c is not None:
+        if not (np.array_equal(np.asarray(stored[index]), depths)
+                and np.array_equal(np.asarray(stored_c[index]), path_lengths)):
+            return None
+    term = depths + path_lengths - 1.0
+    return _Tree(left=left, right=right, feature=mapped, threshold=threshold, term=term, features=features,
+                 tree=tree)
+
+
+def pack_isolation_forest(estimator: Any, n_features: int) -> FastForest | None:
+    """The FastForest of a fitted scikit-learn IsolationForest (exactly that class), or None.
+
+    None when anything is not as scikit-learn's own fit leaves it (another tree class, arrays of
+    the wrong shape, stored path lengths that disagree with the trees): such a model keeps
+    scikit-learn's path.
+    """
+    from sklearn.ensemble import IsolationForest
+
+    if type(estimator) is not IsolationForest or getattr(estimator, "n_features_in_", None) != n_features:
+        return None
+    members = getattr(estimator, "estimators_", None)
+    if not members:
+        return None
+    max_features = getattr(estimator, "_max_features", n_features)
+    subsample = max_features != n_features
+    trees = []
+    for index in range(len(members)):
+        parts = _tree_parts(estimator, index, n_features, subsample)
+        if parts is None:
+            return None
+        trees.append(parts)
+
+    # Renumber each tree's nodes so that the children of a node sit side by side, then lay the
+    # trees one after another: the k-th internal node's children get slots 1 + 2k and 2 + 2k.
+    features_flat, thresholds_flat, children_flat, terms_flat, roots = [], [], [], [], []
+    offset = 0
+    max_depth = 1
+    for tree in trees:
+        n_nodes = tree.left.shape[0]
+        internal = tree.left != -1
+        rank = np.cumsum(internal) - 1
+        new_id = np.zeros(n_nodes, dtype=np.intp)
+        new_id[tree.left[internal]] = 1 + 2 * rank[internal]
+        new_id[tree.right[internal]] = 2 + 2 * rank[internal]
+        if sorted(new_id.tolist()) != list(range(n_nodes)):
+            return None  # not a binary tree reaching every node once
+        feature = np.zeros(n_nodes, dtype=np.intp)
+        threshold = np.full(n_nodes, np.inf)
+        first_child = np.empty(n_nodes, dtype=np.intp)
+        term = np.empty(n_nodes)
+        feature[new_id] = tree.feature
+        threshold[new_id[internal]] = tree.threshold[internal]
+        first_child[new_id] = new_id + offset
+        first_child[new_id[internal]] = 1 + 2 * rank[internal] + offset
+        term[new_id] = tree.term
+        features_flat.append(feature)
+        thresholds_flat.append(threshold)
+        children_flat.append(first_child)
+        terms_flat.append(term)
+        roots.append(offset)
+        offset += n_nodes
+        max_depth = max(max_depth, int(_node_depths(tree.left, tree.right).max()))
+
+    max_samples = getattr(estimator, "_max_samples", None)
+    if max_samples is None:
+        return None
+    denominator = len(members) * average_path_length([max_samples])
+    return FastForest(
+        n_features=n_features,
+        n_trees=len(trees),
+        depth=max_depth - 1,
+        roots=np.asarray(roots, dtype=np.intp),
+        feature=np.concatenate(features_flat),
+        threshold32=_float32_at_most(np.concatenate(thresholds_flat)),
+        first_child=np.concatenate(children_flat),
+        term=np.concatenate(terms_flat),
+        denominator=np.asarray(denominator, dtype=np.float64),
+        offset=float(estimator.offset_),
+        trees=tuple(trees),
+    )
