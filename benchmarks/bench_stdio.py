@@ -1,22 +1,27 @@
-"""MCP round trips over stdio, and server start to first answer.
+"""MCP round trips over stdio, answer sizes, and server start to first answer.
 
     python benchmarks/bench_stdio.py
 
 Spawns the real server over stdio (the same `build_server` as `model-mcp serve`, plus one bare
-`echo` tool, so both are measured on the same server, transport and client in the same run) and
-prints p50/p95 of:
-- `echo` with a payload the size of 1 and 1,000 rows (the protocol's own cost);
-- `predict` of 1 and 1,000 rows on a deployed IsolationForest (100 trees);
-- raw scikit-learn on the same model in this process (decision_function; the floor);
-and the time from spawn to the `initialize` answer and to the first predict answer, with a
-deployed model that must be loaded at start.
+`echo` tool, so everything is measured on the same server, transport and client in the same run)
+with the sample package deployed: `samples.build_package(n_samples=5000)`, an
+IsolationForest(n_estimators=50, random_state=0) on 8 features, served by the fast tree scorer.
+Prints p50/p95, the calls interleaved in each repeat, of:
+- `list_models(limit=1)`: a small answer with an output schema (the protocol's own cost);
+- `echo` with a payload the size of 1 and 1,000 rows;
+- `predict` of 1 and 1,000 rows;
+- raw scikit-learn `decision_function` on the same model in this process;
+the bytes of a 1,000-row predict answer on the wire (default, exact_scores, summary_only, and the
+answer as it was before lean answers: full-precision scores, plus the same data again as indented
+JSON text), and the time from spawn to the `initialize` answer and to the first predict answer.
 
-Targets (issue 3): a one-row predict over stdio within the raw scikit-learn time + 3 ms at p50;
-`initialize` answered before the deployed model finished loading.
+Targets (issue 13): a one-row predict within 0.3 ms of list_models(limit=1) at p50; a 1,000-row
+answer at least 60 % smaller than before; the first predict under 0.5 s from spawn.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -77,7 +82,10 @@ async def main() -> None:
                                    env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     one = samples.sample_rows(1)
     thousand = samples.sample_rows(1000)
-    repeats = {1: 300, 1000: 60}
+    repeats = {1: 300, 1000: 40}
+
+    def wire_bytes(result) -> int:  # the result as the server sends it: compact JSON
+        return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
 
     started = time.perf_counter()
     with open(os.devnull, "w") as errlog:
@@ -88,15 +96,16 @@ async def main() -> None:
             table = []
             for rows in (one, thousand):
                 n = len(rows)
-                results = {}
-                for tool in ("echo", "predict"):
-                    times = []
-                    for _ in range(repeats[n]):
+                calls = {"list_models": ("list_models", {"limit": 1}), "echo": ("echo", {"rows": rows}),
+                         "predict": ("predict", {"rows": rows})}
+                times: dict[str, list[float]] = {name: [] for name in calls}
+                for _ in range(repeats[n]):
+                    for name, (tool, arguments) in calls.items():
                         t0 = time.perf_counter()
-                        result = await client.call_tool(tool, {"rows": rows})
-                        times.append((time.perf_counter() - t0) * 1000)
+                        result = await client.call_tool(tool, arguments)
+                        times[name].append((time.perf_counter() - t0) * 1000)
                         assert not result.is_error, result.content
-                    results[tool] = percentiles(times)
+                results = {name: percentiles(values) for name, values in times.items()}
                 X = np.asarray(rows)
                 raw = []
                 for _ in range(repeats[n]):
@@ -105,20 +114,32 @@ async def main() -> None:
                     raw.append((time.perf_counter() - t0) * 1000)
                 results["raw"] = percentiles(raw)
                 table.append((n, results))
+            sizes = {}
+            for label, extra in (("default", {}), ("exact_scores", {"exact_scores": True}),
+                                 ("summary_only", {"summary_only": True})):
+                sizes[label] = wire_bytes(await client.call_tool("predict", {"rows": thousand, **extra}))
+            exact = await client.call_tool("predict", {"rows": thousand, "exact_scores": True})
+            old_text = json.dumps({k: v for k, v in exact.structured_content.items()
+                                   if k not in ("score_digits", "summary")}, indent=2)
+            sizes["before (exact + indented text copy)"] = (
+                wire_bytes(exact) - len(exact.content[0].text.encode()) + len(old_text.encode()))
 
     print(f"spawn -> initialize answered: {initialized * 1000:7.0f} ms")
     print(f"spawn -> first predict answered (model loaded at start): {first_predict * 1000:7.0f} ms")
     print()
-    print(f"{'rows':>6} | {'echo p50':>9} {'p95':>7} | {'predict p50':>11} {'p95':>7} | {'raw sklearn p50':>15} | "
-          f"{'predict - raw (p50)':>19}")
+    print(f"{'rows':>6} | {'list_models p50':>15} {'p95':>7} | {'echo p50':>9} {'p95':>7} | {'predict p50':>11} "
+          f"{'p95':>7} | {'raw sklearn p50':>15}")
     for n, r in table:
-        print(f"{n:>6} | {r['echo'][0]:9.2f} {r['echo'][1]:7.2f} | {r['predict'][0]:11.2f} {r['predict'][1]:7.2f} | "
-              f"{r['raw'][0]:15.2f} | {r['predict'][0] - r['raw'][0]:19.2f}")
-    over = table[0][1]["predict"][0] - table[0][1]["raw"][0]
+        print(f"{n:>6} | {r['list_models'][0]:15.2f} {r['list_models'][1]:7.2f} | {r['echo'][0]:9.2f} "
+              f"{r['echo'][1]:7.2f} | {r['predict'][0]:11.2f} {r['predict'][1]:7.2f} | {r['raw'][0]:15.2f}")
+    one_row = table[0][1]
     print()
-    print(f"one-row predict over stdio costs raw + {over:.2f} ms at p50 (target: + 3 ms)")
-    print(f"initialize answered before the first predict by {(first_predict - initialized) * 1000:.0f} ms "
-          "(the model loads in a thread)")
+    print(f"one-row predict over stdio: list_models(limit=1) + {one_row['predict'][0] - one_row['list_models'][0]:.2f} ms "
+          "at p50 (target: + 0.3 ms)")
+    print("bytes of a 1,000-row predict answer on the wire: "
+          + ", ".join(f"{label} {size:,}" for label, size in sizes.items()))
+    before = sizes["before (exact + indented text copy)"]
+    print(f"default answer is {100 * (1 - sizes['default'] / before):.0f} % smaller than before (target: 60 %)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ QUANTILES = (("min", 0.0), ("p01", 0.01), ("p05", 0.05), ("p25", 0.25), ("p50", 
 # ones get a summary there (the structured content always carries every row).
 TEXT_FULL_ROWS = 100
 _INDICES_IN_SENTENCE = 20
+# Up to this many scores are rounded in Python (the one-row predict is the common call).
+_FEW = 16
 
 
 def round_significant(values: np.ndarray, digits: int = SCORE_DIGITS) -> np.ndarray:
@@ -39,6 +41,8 @@ def round_significant(values: np.ndarray, digits: int = SCORE_DIGITS) -> np.ndar
     and prints as it (0.123457, not 0.12345700000000001). Zero stays zero.
     """
     values = np.asarray(values, dtype=np.float64)
+    if values.size <= _FEW:  # a few values: formatting them is cheaper than a dozen numpy calls
+        return np.array([float(f"{v:.{digits}g}") for v in values.ravel().tolist()]).reshape(values.shape)
     out = values.copy()
     nonzero = np.isfinite(values) & (values != 0)
     if not nonzero.any():

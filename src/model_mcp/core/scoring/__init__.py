@@ -21,7 +21,7 @@ import numpy as np
 from model_mcp.core.scoring.forest import DEFAULT_CROSSOVER_ROWS, FastForest, pack_isolation_forest
 from model_mcp.core.scoring.transforms import Transform, transform_for
 
-__all__ = ["DEFAULT_CROSSOVER_ROWS", "FAST_PATH", "SKLEARN_PATH", "FastScorer", "build_fast_scorer"]
+__all__ = ["DEFAULT_CROSSOVER_ROWS", "FAST_PATH", "SKLEARN_PATH", "FastScorer", "SavedScorerModel", "build_fast_scorer"]
 
 FAST_PATH = "fast_tree"
 SKLEARN_PATH = "sklearn"
@@ -46,6 +46,23 @@ class FastScorer:
         if self.transforms and np.isnan(X).any():
             return None
         return self.forest.decision_function(X)
+
+
+class SavedScorerModel:
+    """A stand-in estimator serving a FastScorer loaded from its saved arrays (`cache.py`), during
+    the moments after a start before the full model has loaded; it needs no scikit-learn."""
+
+    def __init__(self, scorer: FastScorer) -> None:
+        self.scorer = scorer
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        scores = self.scorer.decision_function(X)
+        if scores is None:  # only scalers that made a NaN; without scikit-learn there is no other path
+            raise ValueError("the scaled rows hold NaN")
+        return scores
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.where(self.decision_function(X) < 0, -1, 1)
 
 
 def build_fast_scorer(estimator: Any, n_features: int) -> FastScorer | None:

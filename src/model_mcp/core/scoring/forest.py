@@ -139,8 +139,12 @@ class FastForest:
         return self._finish(depths)
 
     def _finish(self, depths: np.ndarray) -> np.ndarray:
+        # scikit-learn: 2 ** -np.divide(depths, denominator, out=ones, where=denominator != 0); the
+        # same values without the masked call when the denominator is not 0 (it is 0 only for
+        # forests fitted on a single sample).
         denominator = self.denominator
-        scores = 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
+        ratio = depths / denominator if denominator[0] != 0 else np.ones_like(depths)
+        scores = 2 ** (-ratio)
         return -scores - self.offset
 
     def walk_depths(self, X32: np.ndarray) -> np.ndarray:

@@ -177,6 +177,8 @@ class RegistryCases(UseCaseBase):
         files deleted. A journal makes a crash in between safe: at start, a trashed folder whose
         entry is still registered is moved back; one whose entry is gone is removed.
         """
+        from model_mcp.core.scoring import cache
+
         with self.store.lock():
             snapshot = self.read_registry()
             entry = self._entry_or_not_found(snapshot, version)
@@ -210,6 +212,7 @@ class RegistryCases(UseCaseBase):
                 raise
             remove_tree(trash)
             self.report_path_for(version).unlink(missing_ok=True)
+            cache.remove_scorer(self.store.home / cache.FOLDER, version)
             journal.unlink(missing_ok=True)
         detail = f"Deleted {entry.path}." if moved else (
             f"Removed the entry; its folder {entry.path} is outside models/ and was left in place.")

@@ -62,6 +62,10 @@ class ServingCases(UseCaseBase):
         return thread
 
     def _load_into_runtime(self, entry: RegistryEntry) -> None:
+        self._load_full_model(entry, stand_in=self._serve_saved_scorer(entry))
+
+    def _load_full_model(self, entry: RegistryEntry, *, stand_in: ResidentModel | None) -> None:
+        """Load the version's model and serve it (taking over from the saved scorer's stand-in)."""
         try:
             resident = self._load_resident(entry)
         except ModelMcpError as exc:
@@ -70,8 +74,59 @@ class ServingCases(UseCaseBase):
             log.error("deployed_load_crashed", version=entry.version, exc_info=exc)
             self.runtime.load_failed(entry.version, "[internal_error] the model could not be loaded")
         else:
-            self.runtime.install(resident)
+            if stand_in is None:
+                self.runtime.install(resident)
+            else:  # no-op when a deploy replaced the stand-in meanwhile
+                self.runtime.upgrade(stand_in, resident)
             log.info("deployed_loaded", version=entry.version, load_ms=round(resident.load_ms, 1))
+            if stand_in is None:
+                self._save_scorer(resident, entry)
+
+    def _serve_saved_scorer(self, entry: RegistryEntry) -> ResidentModel | None:
+        """Serve the scorer saved at deploy while the full model loads (no scikit-learn needed).
+
+        Only when model.joblib still has the sha256 recorded at import and the saved arrays were
+        built from exactly that file (core/scoring/cache.py); else None and nothing changes.
+        """
+        from model_mcp.core.archive import hash_file
+        from model_mcp.core.scoring import SavedScorerModel
+        from model_mcp.core.scoring import cache
+
+        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
+        sha256 = expected.get("sha256") if isinstance(expected, dict) else None
+        if not sha256:
+            return None
+        started = time.perf_counter()
+        try:
+            model_path = self.store.resolve_entry_path(entry.path) / "model.joblib"
+            digest, size = hash_file(model_path)
+        except (OSError, ModelMcpError):
+            return None
+        if digest != sha256:
+            return None
+        scorer = cache.load_scorer(self.store.home / cache.FOLDER, entry.version, digest)
+        names = (self._read_metadata(entry) or {}).get("feature_names") or []
+        if scorer is None or len(names) != scorer.forest.n_features:
+            return None
+        stand_in = ResidentModel.create(version=entry.version, estimator=SavedScorerModel(scorer), feature_names=names,
+                                        load_ms=(time.perf_counter() - started) * 1000, model_file_bytes=size,
+                                        deployed_at=entry.deployed_at)
+        self.runtime.install(stand_in)
+        log.info("saved_scorer_serving", version=entry.version, load_ms=round(stand_in.load_ms, 1))
+        return stand_in
+
+    def _save_scorer(self, resident: ResidentModel, entry: RegistryEntry) -> None:
+        """Save the fast scorer's arrays for the next start (best effort: a failure is logged only)."""
+        from model_mcp.core.scoring import cache
+
+        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
+        sha256 = expected.get("sha256") if isinstance(expected, dict) else None
+        if resident.fast_scorer is None or not sha256 or self.settings.read_only:
+            return
+        try:
+            cache.save_scorer(resident.fast_scorer, self.store.home / cache.FOLDER, resident.version, sha256)
+        except (OSError, ValueError) as exc:
+            log.warning("scorer_not_saved", version=resident.version, reason=str(exc))
 
     def _load_resident(self, entry: RegistryEntry) -> ResidentModel:
         """Load a registered version for serving: model.joblib's hash checked, trusted loader."""
@@ -238,6 +293,7 @@ class ServingCases(UseCaseBase):
             previous_version = self.registry.update(switch)
             # The registry is written: from here the new model serves. One reference swap.
             self.runtime.install(new_resident)
+            self._save_scorer(new_resident, entry)
             try:
                 self.save_report(report)
             except ModelMcpError:
