@@ -42,7 +42,7 @@ IMPORT_CODES = frozenset({
 PREDICT_CODES = frozenset({"invalid_input", "version_mismatch", "storage_error"})
 # What the store may hold at its top level (docs/operations.md, "The store").
 HOME_LAYOUT = frozenset({
-    "registry.json", "registry.json.lock", "models", "reports", "staging", "history.jsonl", "backups",
+    "registry.json", "registry.json.lock", "models", "reports", "staging", "history.jsonl", "backups", "scoring",
     "monitoring.db", "monitoring.db-wal", "monitoring.db-shm",
 })
 
