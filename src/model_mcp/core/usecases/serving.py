@@ -92,8 +92,7 @@ class ServingCases(UseCaseBase):
         from model_mcp.core.scoring import SavedScorerModel
         from model_mcp.core.scoring import cache
 
-        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
-        sha256 = expected.get("sha256") if isinstance(expected, dict) else None
+        sha256 = _recorded_model_sha256(entry)
         if not sha256:
             return None
         started = time.perf_counter()
@@ -119,8 +118,7 @@ class ServingCases(UseCaseBase):
         """Save the fast scorer's arrays for the next start (best effort: a failure is logged only)."""
         from model_mcp.core.scoring import cache
 
-        expected = (getattr(entry, "files", None) or {}).get("model.joblib")
-        sha256 = expected.get("sha256") if isinstance(expected, dict) else None
+        sha256 = _recorded_model_sha256(entry)
         if resident.fast_scorer is None or not sha256 or self.settings.read_only:
             return
         try:
@@ -371,6 +369,12 @@ class ServingCases(UseCaseBase):
             figures["load_error"] = error["message"]
             alerts.insert(0, load_failed_alert(target, error["message"]))
         return PerformanceReport(alerts=alerts, **figures)
+
+
+def _recorded_model_sha256(entry: RegistryEntry) -> str | None:
+    """The sha256 of model.joblib recorded at import, or None (an entry from before hashes were kept)."""
+    recorded = (entry.files or {}).get("model.joblib")
+    return recorded.sha256 if recorded is not None else None
 
 
 def _empty_summary() -> ValidationSummary:
