@@ -35,8 +35,8 @@ from model_mcp.arguments import accepted_names, describe_argument_errors, forbid
 from model_mcp.core.alerts import AlertsResult
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
-from model_mcp.core.refusals import count_refusal
 from model_mcp.core.predict_answer import answer_text
+from model_mcp.core.refusals import count_refusal
 from model_mcp.core.schemas import (
     DeleteResult,
     DeployResult,
