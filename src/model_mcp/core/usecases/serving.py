@@ -354,6 +354,14 @@ class ServingCases(UseCaseBase):
         except (OSError, ModelMcpError):
             return None
 
+    def _scoring_figures(self, version: str) -> dict[str, Any]:
+        """Which path scores `version` in this process, and this process's requests per path."""
+        try:
+            live = self.runtime.performance(version)
+        except (NotFoundError, NoDeployedModelError):
+            return _no_scoring_figures()
+        return {key: live.get(key) for key in _no_scoring_figures()}
+
     def performance_report(self, *, version: str | None = None, since: str | None = None, until: str | None = None,
                            bucket_s: int = 60) -> PerformanceReport:
         """Figures since the version's deploy (or over since/until), from every process on the home."""
@@ -363,12 +371,17 @@ class ServingCases(UseCaseBase):
         if entry is None and not (self.runtime.current is not None and self.runtime.current.version == target):
             entry = self._entry_or_not_found(snapshot, target)
         figures = self._performance_figures(target, entry, since=since, until=until, bucket_s=bucket_s)  # type: ignore[attr-defined]
+        figures.update(self._scoring_figures(target))
         alerts = operational_alerts(figures, self.manifest_resources(target))
         error = self.runtime.load_error
         if error is not None and error["version"] == target:
             figures["load_error"] = error["message"]
             alerts.insert(0, load_failed_alert(target, error["message"]))
         return PerformanceReport(alerts=alerts, **figures)
+
+
+def _no_scoring_figures() -> dict[str, Any]:
+    return {"scoring_path": None, "scoring_crossover_rows": None, "requests_by_scoring_path": None}
 
 
 def _recorded_model_sha256(entry: RegistryEntry) -> str | None:
