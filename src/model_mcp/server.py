@@ -343,10 +343,8 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Predict with the deployed model",
         description=(
-            "Score rows with the deployed (resident) model. Answers labels (-1 anomaly, 1 normal), scores "
-            "(lower = more anomalous), is_anomaly, model_version and a request_id for record_feedback. "
-            "[invalid_input] names the bad row (from 0). "
-            "Scores at 6 digits unless exact_scores; summary_only skips per-row lists."
+            "Score rows with the deployed model: labels (-1 anomaly, 1 normal), scores (lower = more "
+            "anomalous), is_anomaly, request_id (for record_feedback)."
         ),
         annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                     open_world_hint=False),
@@ -354,8 +352,8 @@ def build_server(manager: ModelManager) -> MCPServer:
     async def predict(
         rows: RowsArg,
         version: Annotated[str | None, Field(description="Refuse ([version_mismatch]) unless this one serves.")] = None,
-        exact_scores: Annotated[bool, Field(description="Full float64 scores.")] = False,
-        summary_only: Annotated[bool, Field(description="Counts, anomaly indices, score quantiles only.")] = False,
+        exact_scores: bool = False,
+        summary_only: bool = False,
     ) -> Annotated[CallToolResult, PredictResult]:
         answer = await _call("predict", manager.predict, rows=rows, version=version, exact_scores=exact_scores,
                              summary_only=summary_only)

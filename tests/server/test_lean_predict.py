@@ -47,7 +47,7 @@ async def test_summary_only_answers_counts_anomaly_indices_and_quantiles(client,
     rows = samples.sample_rows(500, seed=4)
     exact = _model("iforest").decision_function(np.asarray(rows))
     answer = await call(client, "predict", rows=rows, summary_only=True)
-    assert answer["labels"] is None and answer["scores"] is None and answer["is_anomaly"] is None
+    assert answer["labels"] == [] and answer["scores"] is None and answer["is_anomaly"] is None
     summary = answer["summary"]
     flagged = np.flatnonzero(exact < 0).tolist()
     assert flagged and summary["anomaly_indices"] == flagged

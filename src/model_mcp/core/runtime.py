@@ -837,7 +837,7 @@ class Runtime:
             "model_version": resident.version,
             "request_id": uuid.uuid4().hex,
             "n_rows": int(X.shape[0]),
-            "labels": None if summary_only else labels.tolist(),
+            "labels": [] if summary_only else labels.tolist(),
             "scores": None if summary_only or shown is None else shown.tolist(),
             "is_anomaly": None if summary_only or is_anomaly is None else is_anomaly.tolist(),
             "anomaly_count": anomaly_count,

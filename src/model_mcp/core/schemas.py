@@ -377,23 +377,15 @@ class DeployResult(BaseModel):
     rolled_back: bool = False
 
 
-class PredictSummary(BaseModel):
-    label_counts: dict[str, int]
-    anomaly_indices: list[int] | None = Field(description="Anomalous rows, from 0.")
-    score_quantiles: dict[str, float] | None = Field(description="min, p01, p05, p25, p50, p75, p95, p99, max.")
-
-
 class PredictResult(BaseModel):
     model_version: str = Field(description="The one version that answered.")
     request_id: str = Field(description="For record_feedback.")
     n_rows: int
-    labels: list[int | float | str | bool] | None = Field(description="-1 anomaly, 1 normal (null if summary_only).")
+    labels: list[int | float | str | bool] = Field(description="-1 anomaly, 1 normal.")
     scores: list[float] | None = Field(description="Lower = more anomalous.")
     is_anomaly: list[bool] | None
     anomaly_count: int | None
     latency_ms: float
-    score_digits: int | None = Field(default=None, description="Significant digits of scores; null if exact.")
-    summary: PredictSummary | None = Field(default=None, description="Only with summary_only.")
 
 
 class LatencyFigures(BaseModel):
@@ -445,10 +437,6 @@ class PerformanceReport(BaseModel):
     series: list[SeriesPoint] = Field(default_factory=list, description="Buckets with traffic, oldest first.")
     processes: list[ServingProcess] = Field(default_factory=list, description="The processes counted.")
     covers: str | None = Field(default=None, description="What the figures cover.")
-    scoring_path: str | None = Field(default=None, description="fast_tree (exact numpy tree scorer) or sklearn.")
-    scoring_crossover_rows: int | None = Field(
-        default=None, description="Larger batches use scikit-learn's compiled trees.")
-    requests_by_scoring_path: dict[str, int] | None = None
 
 
 class Readiness(BaseModel):
