@@ -38,8 +38,9 @@ READ_CHUNK = 256 * 1024
 LARGE_LINE = 64 * 1024  # lines this long are handed on without a copy
 ID_PREFIX_BYTES = 1024
 INVALID_REQUEST = -32600
+PARSE_ERROR = -32700
 # The request id of a refused line, read from its first KiB (clients write `id` before `params`).
-_ID_PATTERN = re.compile(rb'"id"\s*:\s*(-?\d{1,19}|"(?:[^"\\]|\\.){0,256}")')
+_ID_PATTERN = re.compile(rb'"id"\s*:\s*(-?\d{1,19}(?![\d.eE])|"(?:[^"\\]|\\.){0,256}")')
 
 
 def request_id_from_prefix(prefix: bytes) -> int | str | None:
@@ -63,6 +64,25 @@ def too_large_error(request_id: int | str | None, size_at_least: int, limit: int
     body = {"jsonrpc": "2.0", "id": request_id,
             "error": {"code": INVALID_REQUEST, "message": message,
                       "data": {"limit_bytes": limit, "received_bytes_at_least": size_at_least}}}
+    return (json.dumps(body) + "\n").encode()
+
+
+def unreadable_error(exc: BaseException, request_id: int | str | None) -> bytes:
+    """The JSON-RPC error line answering a line that is no readable JSON-RPC message.
+
+    Without it the SDK drops such a line with a debug log and the client waits for its own timeout
+    (rows nested about 200 deep make `json.loads` raise RecursionError; a 5,000-digit integer
+    raises ValueError). Not JSON: -32700; JSON that is no JSON-RPC message: -32600.
+    """
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        code, label, reason = INVALID_REQUEST, "Invalid request", "the JSON is not a JSON-RPC 2.0 message"
+    elif isinstance(exc, RecursionError):
+        code, label, reason = PARSE_ERROR, "Parse error", "the JSON is nested too deeply to read"
+    else:
+        code, label, reason = PARSE_ERROR, "Parse error", str(exc)[:200] or type(exc).__name__
+    body = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": f"{label}: {reason}"}}
     return (json.dumps(body) + "\n").encode()
 
 
@@ -231,8 +251,14 @@ async def run_stdio(server: Any, max_message_bytes: int) -> None:
                 async with read_send:
                     async for line in reader:
                         size = len(line)
+                        prefix = bytes(line[:ID_PREFIX_BYTES])
                         try:
                             message = parse_message(line, types.jsonrpc_message_adapter)
+                        except (ValueError, RecursionError) as exc:  # pydantic's ValidationError too
+                            # Answered here: the SDK would drop it and the client would wait.
+                            log.info("stdio_line_unreadable", error=type(exc).__name__, bytes=size)
+                            await writer.write_line_now(unreadable_error(exc, request_id_from_prefix(prefix)))
+                            continue
                         except Exception as exc:  # the SDK's own behaviour: the session sees the failure
                             await read_send.send(exc)
                             continue

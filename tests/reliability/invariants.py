@@ -83,8 +83,8 @@ def check_store(home: Path, *, after_start: bool = True) -> Snapshot:
         assert sorted(list_package_files(folder)) == sorted(files), f"{version}: files on disk differ from the entry"
         for name, info in files.items():
             path = folder / name
-            assert path.stat().st_size == info["size"], f"{version}/{name}: size changed"
-            assert sha256(path) == info["sha256"], f"{version}/{name}: sha256 changed"
+            assert path.stat().st_size == info.size, f"{version}/{name}: size changed"
+            assert sha256(path) == info.sha256, f"{version}/{name}: sha256 changed"
         assert manager.load_report(version) is not None, f"{version}: no validation report"
     models = manager.store.models_dir
     on_disk = sorted(p.name for p in models.iterdir()) if models.is_dir() else []
