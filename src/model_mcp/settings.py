@@ -66,6 +66,9 @@ class Settings(BaseModel):
     isolated_probe: bool = True
     probe_timeout_s: float = 60.0
     probe_memory_mb: int = 4096
+    # The audit trail's current file is rotated into history-<n>.jsonl past this size.
+    history_segment_bytes: int = Field(default=64 * MIB, ge=4096)
+
     # Probe children running at once, process-wide (each may take probe_memory_mb); others wait.
     max_concurrent_probes: int = Field(default=2, ge=1)
 

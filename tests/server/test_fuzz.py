@@ -44,6 +44,7 @@ PREDICT_CODES = frozenset({"invalid_input", "version_mismatch", "storage_error"}
 HOME_LAYOUT = frozenset({
     "registry.json", "registry.json.lock", "models", "reports", "staging", "history.jsonl", "backups", "scoring",
     "monitoring.db", "monitoring.db-wal", "monitoring.db-shm",
+    "history-index.jsonl", "history.lock",
 })
 
 FUZZ = settings(

@@ -1,23 +1,43 @@
-"""The append-only audit trail: one JSON object per line in `history.jsonl`.
+"""The append-only audit trail: JSON lines in `history.jsonl`, rotated into numbered segments.
+
+Files under the home:
+
+    history.jsonl            the current segment; every event is appended here
+    history-<n>.jsonl        older segments (1 the oldest): `history.jsonl` renamed once it
+                             passed `segment_bytes` (64 MiB by default); never changed again
+    history-index.jsonl      a copy of the events that deploys, rollbacks and transfers leave
+                             (what get_model, rollback and get_history(kind=deployments|transfers)
+                             read), so those never walk the whole trail
+    history.lock             the lock file for rotation and the index
 
 Each line is written with a single `write` on a file opened with O_APPEND and fsynced, so lines from
 several processes never interleave and a crash can at most leave one torn last line, which readers
 skip. A line that cannot be written (disk full) is logged as `audit_not_recorded`, never raised:
 every event records a change already committed (or a refusal), which the caller must still answer.
-Reading walks the file backwards from its end, so `get_history(limit=50)` costs the same on a file
-of a year's events as on a new one.
+
+Reading walks the segments backwards from the newest line, so `get_history(limit=50)` costs the
+same on a year of events as on a new trail; filtered reads of indexed events read the index only.
+Rotation renames a whole file, so nothing is lost: `get_history` reads every segment.
+
+The index is built once from the whole trail when it is missing (a home from an older version),
+at start, under the lock; from then on every indexed event is appended to both files under that
+lock. An index line is written before the trail's line: after a crash in between, the index may
+hold an event the trail lacks, never the other way round.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from model_mcp.core.schemas import utc_now
-from model_mcp.core.store import storage_error
+from model_mcp.core.store import atomic_write_bytes, storage_error
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
@@ -25,29 +45,31 @@ log = get_logger(__name__)
 HistoryKind = Literal["deployments", "transfers", "all"]
 DEPLOYMENT_EVENTS = frozenset({"deploy", "rollback"})
 TRANSFER_EVENTS = frozenset({"transfer"})
+INDEXED_EVENTS = DEPLOYMENT_EVENTS | TRANSFER_EVENTS
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+_SEGMENT = re.compile(r"^history-(\d+)\.jsonl$")
+_BLOCK = 64 * 1024
 
 
 class History:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.path = path
+        self.segment_bytes = segment_bytes
+        self.index_path = path.with_name(path.stem + "-index.jsonl")
+        self.lock_path = path.with_name(path.stem + ".lock")
 
+    # --- writing -------------------------------------------------------------------------------
     def record(self, event: str, *, version: str | None, outcome: str, detail: str = "",
                **extra: Any) -> dict[str, Any]:
         entry = {"at": utc_now(), "event": event, "version": version, "outcome": outcome, "detail": detail, **extra}
         line = (json.dumps(entry, default=str, separators=(",", ":")) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                # After a crash the last line may be torn (no newline): start on a fresh line,
-                # or this event would be glued onto the torn one and skipped with it.
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with self._locked():
+                if event in INDEXED_EVENTS and self.index_path.exists():
+                    _append(self.index_path, line)
+                self._rotate_if_full()
+                _append(self.path, line)
         except OSError as exc:
             # The line is written after the change it records is committed: failing the call now
             # would answer "nothing was changed" about a change that was made. Log it instead.
@@ -55,6 +77,42 @@ class History:
                       reason=str(storage_error(exc, "recording the audit trail")))
         return entry
 
+    def _rotate_if_full(self) -> None:
+        """Under the lock: the current segment becomes `history-<n>.jsonl` once it is full."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < self.segment_bytes:
+            return
+        numbers = [n for n, _ in self._segments()]
+        target = self.path.with_name(f"{self.path.stem}-{(max(numbers) if numbers else 0) + 1}.jsonl")
+        os.rename(self.path, target)
+        log.info("history_rotated", segment=target.name, bytes=size)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def ensure_index(self) -> None:
+        """Build `history-index.jsonl` from the whole trail when it is missing (once per home)."""
+        if self.index_path.exists():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            if self.index_path.exists():
+                return
+            lines = [raw for entry, raw in self._oldest_first_raw() if entry.get("event") in INDEXED_EVENTS]
+            atomic_write_bytes(self.index_path, b"".join(line + b"\n" for line in lines))
+            if lines:
+                log.info("history_index_built", events=len(lines))
+
+    # --- reading -------------------------------------------------------------------------------
     def events(self, *, kind: HistoryKind = "all", limit: int | None = 100, version: str | None = None,
                event_names: frozenset[str] | None = None) -> list[dict[str, Any]]:
         """Newest first, filtered by kind, version or event names."""
@@ -66,7 +124,9 @@ class History:
         found: list[dict[str, Any]] = []
         if limit is not None and limit <= 0:
             return found
-        for entry in self._newest_first():
+        indexed = wanted is not None and wanted <= INDEXED_EVENTS and self.index_path.exists()
+        source = _newest_first(self.index_path) if indexed else self._newest_first()
+        for entry in source:
             if wanted is not None and entry.get("event") not in wanted:
                 continue
             if version is not None and entry.get("version") != version:
@@ -101,31 +161,99 @@ class History:
                 counts[key] = counts.get(key, 0) + 1
         return offset + complete, counts
 
-    def _newest_first(self, block: int = 64 * 1024) -> Iterator[dict[str, Any]]:
+    def segments(self) -> list[Path]:
+        """Every file of the trail, oldest first (the current one last)."""
+        return [path for _, path in sorted(self._segments())] + ([self.path] if self.path.exists() else [])
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        try:
+            names = os.listdir(self.path.parent)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            match = _SEGMENT.match(name)
+            if match and name.startswith(self.path.stem + "-"):
+                found.append((int(match.group(1)), self.path.with_name(name)))
+        return found
+
+    def _newest_first(self) -> Iterator[dict[str, Any]]:
+        """The current segment, then the older ones, each backwards; a segment renamed while we
+        read is recognised by its inode and not read twice."""
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator
         except FileNotFoundError:
-            return
+            handle = None
         try:
-            handle.seek(0, os.SEEK_END)
-            position = handle.tell()
-            tail = b""
-            while position > 0:
-                step = min(block, position)
-                position -= step
-                handle.seek(position)
-                chunk = handle.read(step) + tail
-                lines = chunk.split(b"\n")
-                tail = lines.pop(0)  # maybe a partial line; completed by the next block
-                for raw in reversed(lines):
-                    entry = _parse(raw)
-                    if entry is not None:
-                        yield entry
-            entry = _parse(tail)
+            current_inode = os.fstat(handle.fileno()).st_ino if handle is not None else None
+            if handle is not None:
+                yield from _backwards(handle)
+        finally:
+            if handle is not None:
+                handle.close()
+        for _, path in sorted(self._segments(), reverse=True):
+            try:
+                if current_inode is not None and path.stat().st_ino == current_inode:
+                    continue
+            except FileNotFoundError:
+                continue
+            yield from _newest_first(path)
+
+    def _oldest_first_raw(self) -> Iterator[tuple[dict[str, Any], bytes]]:
+        for path in self.segments():
+            try:
+                with open(path, "rb") as handle:
+                    for raw in handle:
+                        entry = _parse(raw)
+                        if entry is not None:
+                            yield entry, raw.rstrip(b"\n")
+            except FileNotFoundError:
+                continue
+
+
+def _append(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # After a crash the last line may be torn (no newline): start on a fresh line,
+        # or this event would be glued onto the torn one and skipped with it.
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _newest_first(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in finally, generator
+    except FileNotFoundError:
+        return
+    try:
+        yield from _backwards(handle)
+    finally:
+        handle.close()
+
+
+def _backwards(handle: Any, block: int = _BLOCK) -> Iterator[dict[str, Any]]:
+    handle.seek(0, os.SEEK_END)
+    position = handle.tell()
+    tail = b""
+    while position > 0:
+        step = min(block, position)
+        position -= step
+        handle.seek(position)
+        chunk = handle.read(step) + tail
+        lines = chunk.split(b"\n")
+        tail = lines.pop(0)  # maybe a partial line; completed by the next block
+        for raw in reversed(lines):
+            entry = _parse(raw)
             if entry is not None:
                 yield entry
-        finally:
-            handle.close()
+    entry = _parse(tail)
+    if entry is not None:
+        yield entry
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

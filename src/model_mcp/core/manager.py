@@ -44,7 +44,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
         self.settings = settings
         self.store = Store(settings.home)
         self.registry = Registry(self.store)
-        self.history = History(self.store.history_path)
+        self.history = History(self.store.history_path, segment_bytes=settings.history_segment_bytes)
         self.limits = ArchiveLimits.from_settings(settings)
         self.runtime = Runtime(
             max_predict_rows=settings.max_predict_rows,
@@ -109,6 +109,10 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
                 return
             self._recover_journal()
             removed = self.store.clean_leftovers()
+        try:
+            self.history.ensure_index()  # once per home from an older version: reads the whole trail
+        except (OSError, ModelMcpError) as exc:
+            log.error("history_index_not_built", reason=str(exc))  # readers then walk the trail
         if removed:
             log.info("cleaned_leftovers", items=removed)
 

@@ -6,7 +6,8 @@ Layout under the home (the contract fixes the first two; the rest is ours, see t
     registry.json.lock       the lock file; never replaced, so every process locks the same inode
     models/<version>/        one extracted package per version; never changed after import
     reports/<version>.json   the latest validation report of each version
-    history.jsonl            the append-only audit trail
+    history.jsonl            the append-only audit trail (current segment; see core/history.py)
+    history-<n>.jsonl        its older segments; history-index.jsonl, history.lock
     staging/                 imports in progress; anything here at start is a leftover and removed
     backups/                 the old-format registry kept after migration, damaged registries
 """
