@@ -134,6 +134,14 @@ async def test_performance_drift_feedback_and_history(api, packages):
     assert feedback.status_code == 200 and feedback.json()["n_labels"] == 200
     deployments = (await api.get(f"{API}/history", params={"kind": "deployments", "limit": 5})).json()["events"]
     assert [e["event"] for e in deployments] == ["deploy"]
+    span = await api.get(f"{API}/performance", params={"since": "2000-01-01T00:00:00Z", "bucket_s": 300})
+    assert span.status_code == 200, span.text
+    assert sum(bucket["rows"] for bucket in span.json()["series"]) == 200
+    assert (await api.get(f"{API}/performance", params={"bucket_s": 7})).status_code == 422
+    alerts = await api.get(f"{API}/alerts", params={"version": "v1", "limit": 5})
+    assert alerts.status_code == 200 and isinstance(alerts.json()["alerts"], list)
+    bad = await api.get(f"{API}/alerts", params={"severity": "loud"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_input"
 
 
 async def test_training_service_scan_import_and_discover(make_api, tmp_path, home):

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_mcp import __version__
+from model_mcp.core.alerts import AlertsResult
 from model_mcp.core.errors import InvalidInputError, ModelMcpError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.refusals import count_refusal
@@ -356,8 +357,21 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
                 summary="Serving figures of a version since its deploy")
     async def performance(
         version: Annotated[str | None, Query(description="A version; default the deployed one.")] = None,
+        since: Annotated[str | None, Query(description="ISO-8601 UTC start of the span.")] = None,
+        until: Annotated[str | None, Query(description="ISO-8601 UTC end of the span.")] = None,
+        bucket_s: Annotated[int, Query(ge=60, le=86_400 * 30, description="Width of the series buckets, seconds.")] = 60,
     ) -> PerformanceReport:
-        return await _run(manager.performance_report, version=version)
+        return await _run(manager.performance_report, version=version, since=since, until=until, bucket_s=bucket_s)
+
+    @router.get("/alerts", response_model=AlertsResult, tags=["monitoring"], summary="The alert log, newest first")
+    async def alerts(
+        version: Annotated[str | None, Query(description="Only this version's alerts.")] = None,
+        active_only: Annotated[bool, Query(description="Only alerts still active.")] = False,
+        severity: Annotated[str | None, Query(description="Only this severity.")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many alerts.")] = 100,
+    ) -> AlertsResult:
+        return await _run(manager.get_alerts, version=version, active_only=active_only, severity=severity,
+                          limit=limit)
 
     @router.post("/drift", response_model=DriftReport, tags=["monitoring"], summary="Drift report")
     async def drift(body: DriftRequest | None = None) -> DriftReport:
