@@ -165,7 +165,7 @@ class ObservingCases(UseCaseBase):
                     "load_ms": resident.load_ms, "serving": True}
         files = getattr(entry, "files", None) or {}
         model = files.get("model.joblib") if isinstance(files, dict) else None
-        size = model.get("size") if isinstance(model, dict) else None
+        size = model.get("size") if isinstance(model, dict) else getattr(model, "size", None)  # typed FileInfo
         return {"model_file_bytes": size, "memory_bytes": None, "serving": False}
 
     # --- windows and feedback -----------------------------------------------------------------------------
