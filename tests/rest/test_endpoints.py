@@ -119,6 +119,50 @@ async def test_predict_takes_csv_with_a_header_row(api, packages):
                    "invalid_input", 422)
 
 
+async def test_predict_takes_exact_scores_and_summary_only_as_the_tool_does(api, packages):
+    await imported(api, packages)
+    await api.post(f"{API}/models/v1/deploy")
+    rows = samples.sample_rows(40) + samples.outliers(5).tolist()
+    exact = await api.post(f"{API}/predict", json={"rows": rows, "exact_scores": True})
+    assert exact.status_code == 200, exact.text
+    exact = exact.json()
+    assert exact["score_digits"] is None and exact["summary"] is None
+    # The very figures the core computes (the MCP tool calls the same use case).
+    core = api.manager.predict(rows=rows, exact_scores=True)
+    assert exact["scores"] == core["scores"] and exact["labels"] == core["labels"]
+    rounded = (await api.post(f"{API}/predict", json={"rows": rows})).json()
+    assert rounded["score_digits"] == 6
+    assert rounded["scores"] == [float(f"{s:.6g}") for s in exact["scores"]]
+    assert rounded["scores"] != exact["scores"], "exact scores carry more than 6 digits"
+    assert rounded["labels"] == exact["labels"]
+
+    summary = await api.post(f"{API}/predict", json={"rows": rows, "summary_only": True, "exact_scores": True})
+    assert summary.status_code == 200, summary.text
+    summary = summary.json()
+    assert summary["labels"] == [] and summary["scores"] is None and summary["is_anomaly"] is None
+    assert summary["n_rows"] == 45 and summary["anomaly_count"] == exact["anomaly_count"] >= 5
+    flagged = [i for i, a in enumerate(exact["is_anomaly"]) if a]
+    assert summary["summary"]["anomaly_indices"] == flagged and {40, 41, 42, 43, 44} <= set(flagged)
+    assert summary["summary"]["label_counts"] == {"-1": exact["labels"].count(-1), "1": exact["labels"].count(1)}
+    quantiles = summary["summary"]["score_quantiles"]
+    ordered = sorted(exact["scores"])
+    assert quantiles["min"] == ordered[0] and quantiles["max"] == ordered[-1]
+    assert quantiles["p50"] == ordered[22]  # 45 rows: the median is the 23rd
+
+    # text/csv takes the same options in the query; a JSON body must carry them itself.
+    names = samples.feature_names_for(8)
+    text = ",".join(names) + "\n" + "\n".join(",".join(repr(v) for v in row) for row in rows) + "\n"
+    by_csv = await api.post(f"{API}/predict", content=text, headers={"Content-Type": "text/csv"},
+                            params={"summary_only": "true", "exact_scores": "true"})
+    assert by_csv.status_code == 200, by_csv.text
+    assert by_csv.json()["summary"] == summary["summary"]
+    body = assert_problem(await api.post(f"{API}/predict", json={"rows": rows}, params={"summary_only": "true"}),
+                          "invalid_input", 422)
+    assert "`summary_only` in the body" in body["detail"]
+    assert_problem(await api.post(f"{API}/predict", json={"rows": rows, "summary_only": "some"}), "invalid_input", 422)
+    assert_problem(await api.post(f"{API}/predict", json={"rows": rows, "exact": True}), "invalid_input", 422)
+
+
 async def test_performance_drift_feedback_and_history(api, packages):
     await imported(api, packages)
     await api.post(f"{API}/models/v1/deploy")
@@ -177,9 +221,13 @@ async def test_health_readiness_and_the_openapi_document(api, packages):
             "/models/{version}/deploy", "/rollback", "/predict", "/performance", "/drift", "/feedback",
             "/history", "/training", "/training/import", "/discover"} <= set(document["paths"])
     schemas = document["components"]["schemas"]
-    assert {"ImportResult", "PredictResult", "Problem", "PredictRequest", "ValidationReport"} <= set(schemas)
+    assert {"ImportResult", "PredictAnswer", "Problem", "PredictRequest", "ValidationReport"} <= set(schemas)
     ok = document["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert ok == {"$ref": "#/components/schemas/PredictResult"}
+    assert ok == {"$ref": "#/components/schemas/PredictAnswer"}
+    assert {"exact_scores", "summary_only"} <= set(schemas["PredictRequest"]["properties"])
+    assert {"score_digits", "summary"} <= set(schemas["PredictAnswer"]["properties"])
+    csv_options = {p["name"] for p in document["paths"]["/predict"]["post"]["parameters"]}
+    assert csv_options == {"version", "exact_scores", "summary_only"}
 
 
 async def test_readyz_is_503_while_the_deployed_model_failed_to_load(make_settings, packages, home):

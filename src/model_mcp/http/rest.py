@@ -107,6 +107,21 @@ class RollbackRequest(_Body):
 class PredictRequest(_Body):
     rows: Any = Field(description="A list of rows: lists of numbers in feature order, or objects keyed by name.")
     version: str | None = Field(default=None, description="Answer only if this version is deployed.")
+    exact_scores: bool = Field(default=False, description="Scores with every digit (default: 6 significant digits).")
+    summary_only: bool = Field(default=False, description="`summary` instead of per-row lists (`labels` is []).")
+
+
+class PredictSummary(BaseModel):
+    label_counts: dict[str, int] = Field(description="Rows per label.")
+    anomaly_indices: list[int] | None = Field(description="The anomalous rows, from 0.")
+    score_quantiles: dict[str, float] | None = Field(description="min, p01, p05, p25, p50, p75, p95, p99, max.")
+
+
+class PredictAnswer(PredictResult):
+    """The predict tool's answer with its answer-shape fields, which the MCP listing leaves out to save bytes."""
+
+    score_digits: int | None = Field(default=None, description="Significant digits of `scores`; null when exact.")
+    summary: PredictSummary | None = Field(default=None, description="With summary_only.")
 
 
 class DriftRequest(_Body):
@@ -323,11 +338,11 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
 
     # --- serving and monitoring ---------------------------------------------------------------
     @router.post(
-        "/predict", response_model=PredictResult, tags=["serving"], summary="Predict with the deployed model",
+        "/predict", response_model=PredictAnswer, tags=["serving"], summary="Predict with the deployed model",
         description=(
-            "JSON `{\"rows\": [...], \"version\": ...}`, or `text/csv` whose header row names the features "
-            "(then `?version=` guards the version). Rows are checked by the core: a bad row is 422 "
-            "`invalid_input` naming it."
+            "JSON `{\"rows\": [...], \"version\": ..., \"exact_scores\": ..., \"summary_only\": ...}`, or "
+            "`text/csv` whose header row names the features (then the same options go in the query). Rows are "
+            "checked by the core: a bad row is 422 `invalid_input` naming it."
         ),
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": _schema_ref(PredictRequest)},
@@ -338,20 +353,26 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
         request: Request,
         version: Annotated[str | None, Query(description="With text/csv: answer only if this version is deployed.")]
         = None,
-    ) -> PredictResult:
+        exact_scores: Annotated[bool | None, Query(description="With text/csv: scores with every digit.")] = None,
+        summary_only: Annotated[bool | None, Query(description="With text/csv: a summary, no per-row lists.")]
+        = None,
+    ) -> PredictAnswer:
         kind = media_type(request)
+        options = {"version": version, "exact_scores": exact_scores, "summary_only": summary_only}
         if kind == "text/csv":
             rows: Any = _rows_from_csv(await _read_capped(request, max_json_bytes))
+            body = PredictRequest(rows=rows, **{k: v for k, v in options.items() if v is not None})
         elif kind == "application/json":
             body = _parse(PredictRequest, await read_json_body(request, max_json_bytes))
-            if version is not None:
-                raise InvalidInputError("With a JSON body, give `version` in the body, not in the query.")
-            rows, version = body.rows, body.version
+            given = [f"`{k}`" for k, v in options.items() if v is not None]
+            if given:
+                raise InvalidInputError(f"With a JSON body, give {', '.join(given)} in the body, not in the query.")
         else:
             return problem_response(  # type: ignore[return-value]
                 "unsupported_media_type",
                 f"POST /predict takes application/json or text/csv, not {kind or 'a body without a Content-Type'}.")
-        return await _run(manager.predict, rows=rows, version=version)  # type: ignore[return-value]
+        return await _run(manager.predict, rows=body.rows, version=body.version,  # type: ignore[return-value]
+                          exact_scores=body.exact_scores, summary_only=body.summary_only)
 
     @router.get("/performance", response_model=PerformanceReport, tags=["monitoring"],
                 summary="Serving figures of a version since its deploy")
