@@ -384,19 +384,38 @@ def test_performance_over_a_span_when_the_build_has_the_store(tmp_path, capsys, 
     assert code == EXIT_REFUSED and err.startswith("[invalid_input]")
 
 
-def test_predict_summary_only_when_the_build_has_it(tmp_path, capsys, two_packages):
-    from model_mcp.commands import _accepts
-
-    if not _accepts("predict", "summary_only"):
-        with pytest.raises(SystemExit):
-            main(["predict", "--summary-only", "--input", "x.csv"])
-        return
+def test_predict_exact_scores_and_summary_only(tmp_path, capsys, two_packages):
     home = _home_with_a_deployed_version(tmp_path, capsys, two_packages[0])
-    rows = write_csv(tmp_path / "rows.csv", samples.sample_rows(40))
-    code, out, _ = cli(capsys, "predict", "--input", str(rows), "--summary-only", "--home", home)
-    assert code == EXIT_OK and out.startswith("40 rows") and "labels:" in out and "ROW" not in out
-    code, out, _ = cli(capsys, "predict", "--input", str(rows), "--exact-scores", "--home", home, "--json")
-    assert code == EXIT_OK and len(json.loads(out)["scores"]) == 40
+    rows = samples.sample_rows(40) + samples.outliers(3).tolist()
+    path = write_csv(tmp_path / "rows.csv", rows)
+    code, out, _ = cli(capsys, "predict", "--input", str(path), "--exact-scores", "--home", home, "--json")
+    exact = json.loads(out)
+    assert code == EXIT_OK and len(exact["scores"]) == 43 and exact["score_digits"] is None
+    code, out, _ = cli(capsys, "predict", "--input", str(path), "--home", home, "--json")
+    rounded = json.loads(out)
+    assert rounded["score_digits"] == 6 and rounded["scores"] == [float(f"{s:.6g}") for s in exact["scores"]]
+    assert rounded["scores"] != exact["scores"], "without --exact-scores the scores are rounded"
+    flagged = [i for i, a in enumerate(exact["is_anomaly"]) if a]
+    assert {40, 41, 42} <= set(flagged)
+
+    code, out, _ = cli(capsys, "predict", "--input", str(path), "--summary-only", "--exact-scores", "--home", home,
+                       "--json")
+    summary = json.loads(out)
+    assert code == EXIT_OK and summary["labels"] == [] and summary["scores"] is None
+    assert summary["summary"]["anomaly_indices"] == flagged
+    assert summary["summary"]["label_counts"] == {"-1": len(flagged), "1": 43 - len(flagged)}
+    assert summary["summary"]["score_quantiles"]["min"] == min(exact["scores"])
+    code, out, _ = cli(capsys, "predict", "--input", str(path), "--summary-only", "--home", home)
+    lines = out.splitlines()
+    assert code == EXIT_OK and lines[0].startswith(f"43 rows, {len(flagged)} anomalies, answered by a")
+    assert f"labels: -1: {len(flagged)}, 1: {43 - len(flagged)}" in lines
+    assert "anomalous rows: " + ", ".join(map(str, flagged)) in lines
+    assert "ROW" not in out and len(lines) == 4, "a summary, not one line per row"
+    # On a terminal too, the scores are printed as the answer gives them: every digit when asked.
+    for flag, scores in (("--exact-scores", exact["scores"]), (None, rounded["scores"])):
+        code, out, _ = cli(capsys, "predict", "--input", str(path), *([flag] if flag else []), "--home", home)
+        cells = [line.split()[2] for line in out.splitlines()[1:44]]
+        assert code == EXIT_OK and cells == [repr(s) for s in scores], flag
 
 
 def test_docs_cli_names_every_command_and_exit_code():

@@ -146,6 +146,11 @@ def deployed(a: dict[str, Any]) -> list[str]:
             f"Validation: {_validation(a.get('validation'))}"]
 
 
+def _score(value: Any) -> str:
+    """A score as the answer gives it: 6 significant digits by default, every digit with --exact-scores."""
+    return repr(value) if isinstance(value, float) else _text(value)
+
+
 def predicted(a: dict[str, Any]) -> list[str]:
     summary = a.get("summary")
     if isinstance(summary, dict):
@@ -159,10 +164,10 @@ def predicted(a: dict[str, Any]) -> list[str]:
             lines.append(f"anomalous rows: {shown}{' ...' if len(indices) > MAX_ROWS_SHOWN else ''}")
         quantiles = summary.get("score_quantiles")
         if isinstance(quantiles, dict):
-            lines.append("scores: " + ", ".join(f"{printable(k)} {_text(v)}" for k, v in quantiles.items()))
+            lines.append("scores: " + ", ".join(f"{printable(k)} {_score(v)}" for k, v in quantiles.items()))
         return lines
     labels = a.get("labels") or []
-    scores = a.get("scores") or [None] * len(labels)
+    scores = [_score(s) for s in a["scores"]] if a.get("scores") else [None] * len(labels)
     flags = a.get("is_anomaly") or [None] * len(labels)
     rows = [(i, labels[i], scores[i], flags[i]) for i in range(min(len(labels), MAX_ROWS_SHOWN))]
     lines = table(["row", "label", "score", "anomaly"], rows) if rows else []
