@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from mcp import Client
 
 from model_mcp import samples
+from model_mcp.core.errors import NotFoundError
 from model_mcp.core.manager import ModelManager
+from model_mcp.core.store import Store
 from model_mcp.server import build_server
 from tests.conftest import store_state
 from tests.helpers import call, call_error
@@ -67,6 +70,61 @@ async def test_discovery_runs_at_start(make_settings, home):
     assert thread is not None
     thread.join(timeout=60)
     assert [m["version"] for m in manager.list_models().models] == ["at-start"]
+
+
+async def test_a_placed_folder_is_listed_from_the_first_answer_while_discovery_validates_it(make_settings, home):
+    samples.write_folder(samples.package_files(version="placed-1"), home / "models" / "by-hand")
+    broken = samples.package_files(version="placed-2")
+    broken.pop("model.joblib")
+    samples.write_folder(broken, home / "models" / "half")
+    manager = ModelManager(make_settings())
+    manager.start()
+    # Another process (an operator's CLI) holds the store lock: discovery validates, then waits to register.
+    with Store(home).lock():
+        thread = manager.discover_in_background()
+        first = manager.list_models()
+        assert sorted((m["version"], m["status"], m["path"], m["source"]) for m in first.models) == [
+            ("placed-1", "imported", "models/by-hand", "manual"), ("placed-2", "imported", "models/half", "manual")
+        ]
+        assert first.total == 2 and first.warnings == []
+        assert manager.list_models(status="imported").total == 2
+        with pytest.raises(NotFoundError, match="discovery at start is validating it"):
+            manager.get_model(version="placed-1")
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    after = manager.list_models()
+    assert [(m["version"], m["status"]) for m in after.models] == [("placed-1", "available")]
+    # The folder discovery could not register is said in the answer, not only in the log.
+    assert len(after.warnings) == 1
+    assert after.warnings[0].startswith("models/half is not registered: [missing_required_files]")
+    # Removed by the operator, it is no longer warned about.
+    import shutil
+
+    shutil.rmtree(home / "models" / "half")
+    assert manager.list_models().warnings == []
+
+
+async def test_a_missing_or_unreadable_training_folder_is_said_by_list_models(make_settings, client, tmp_path):
+    missing = tmp_path / "nowhere"
+    manager = ModelManager(make_settings(training_dir=missing))
+    manager.start()
+    async with Client(build_server(manager)) as other:
+        answer = await call(other, "list_models")
+    assert answer["warnings"] == [f"The training directory {str(missing)!r} does not exist. scan_training_service "
+                                  "answers [training_service_unavailable] until it is fixed."]
+    missing.write_text("a file, not a folder")
+    assert "is not a folder" in manager.list_models().warnings[0]
+    missing.unlink()
+    missing.mkdir()
+    assert manager.list_models().warnings == []
+    if os.geteuid() != 0:  # root reads any folder
+        missing.chmod(0)
+        try:
+            assert "cannot be read" in manager.list_models().warnings[0]
+        finally:
+            missing.chmod(0o755)
+    # Without a training folder configured there is nothing to warn about.
+    assert (await call(client, "list_models"))["warnings"] == []
 
 
 async def test_delete_removes_files_report_and_entry(client, packages, home):

@@ -96,6 +96,7 @@ def listed(a: dict[str, Any]) -> list[str]:
         lines.append(f"The deployed version did not load: {_text(a['deployed_load_error'])}")
     if a.get("registry_problem"):
         lines.append(f"registry.json is damaged; showing the last good copy: {_text(a['registry_problem'])}")
+    lines += [f"Warning: {_text(w)}" for w in a.get("warnings") or []]
     return lines
 
 

@@ -12,7 +12,6 @@ shared state.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from model_mcp.core.archive import ArchiveLimits
 from model_mcp.core.errors import ModelMcpError
@@ -23,12 +22,14 @@ from model_mcp.core.monitoring import FeedbackStore
 from model_mcp.core.monitoring_store import MonitoringStore, Retention, open_store
 from model_mcp.core.monitoring_store.recorder import Recorder
 from model_mcp.core.registry import Registry
+from model_mcp.core.schemas import DiscoveryProblem, RegistryEntry
 from model_mcp.core.runtime import Runtime
 from model_mcp.core.store import Store
+from model_mcp.core.training import training_dir_problem
 from model_mcp.core.usecases.base import Progress
 from model_mcp.core.usecases.importing import ImportCases
 from model_mcp.core.usecases.monitoring import MonitoringCases
-from model_mcp.core.usecases.registry_cases import RegistryCases
+from model_mcp.core.usecases.registry_cases import RegistryCases, training_dir_warning
 from model_mcp.core.usecases.serving import ServingCases
 from model_mcp.core.usecases.training import TrainingCases
 from model_mcp.logs import get_logger
@@ -65,6 +66,10 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
         self._switch_lock = threading.Lock()
         # Serializes loading a version that another process deployed (see _follow_registry).
         self._follow_lock = threading.Lock()
+        # Hand-placed folders that discovery has still to validate, by folder name (list_models shows
+        # them as `imported`), and the folders the last discovery left unregistered.
+        self.pending_discovery: dict[str, RegistryEntry] = {}
+        self.discovery_problems: list[DiscoveryProblem] = []
 
     def start_background_check(self) -> BackgroundCheck | None:
         """The server's background check (off in read-only mode, without a store, or with interval 0)."""
@@ -89,13 +94,13 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
         """Create the home, clean what a killed process left, finish or undo interrupted publishes.
 
         Read-only: nothing at all is written; the home is only read. A configured training folder
-        that does not exist is logged here, at start, rather than first seen by a scan.
+        that does not exist (or cannot be read) is logged here, at start, and list_models' `warnings`
+        say it on every answer until it is fixed.
         """
-        training = self.settings.training_dir
-        if training is not None and not Path(training).is_dir():
-            log.warning("training_dir_missing", training_dir=str(training),
-                        message=f"The configured training folder {training} does not exist or is not a folder; "
-                                "scan_training_service answers [training_service_unavailable] until it does.")
+        problem = training_dir_problem(self.settings.training_dir)
+        if problem is not None:
+            log.warning("training_dir_missing", training_dir=str(self.settings.training_dir),
+                        message=training_dir_warning(problem))
         if self.settings.read_only:
             return
         self.store.ensure()

@@ -355,6 +355,7 @@ class ListModelsResult(BaseModel):
         default=None,
         description="registry.json is damaged: this answer is the last good copy; changes refuse.",
     )
+    warnings: list[str] = Field(default_factory=list, description="Set-up problems: training folder, placed folders.")
 
 
 class GetModelResult(BaseModel):

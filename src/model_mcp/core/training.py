@@ -155,14 +155,8 @@ def scan_training_dir(
     root = Path(root)
     try:
         top = _list_dir(root)
-    except FileNotFoundError as exc:
-        raise TrainingServiceUnavailableError(f"The training directory {str(root)!r} does not exist.") from exc
-    except NotADirectoryError as exc:
-        raise TrainingServiceUnavailableError(f"The training directory {str(root)!r} is not a folder.") from exc
     except OSError as exc:
-        raise TrainingServiceUnavailableError(
-            f"The training directory {str(root)!r} cannot be read ({exc.strerror or exc})."
-        ) from exc
+        raise TrainingServiceUnavailableError(_unavailable_reason(root, exc)) from exc
 
     limits = {"max_zip_bytes": max_zip_bytes, "max_members": max_members}
     found: list[TrainingPackage] = []
@@ -633,6 +627,29 @@ def _unreadable(path: Path, location: str, exc: OSError) -> TrainingPackage:
 
 
 # --------------------------------------------------------------------------- disk helpers
+
+
+def training_dir_problem(root: Path | None) -> str | None:
+    """Why a configured training folder cannot be scanned (missing, not a folder, unreadable), or None.
+
+    The sentence scan_training_service's refusal gives; the start-up log and list_models' `warnings`
+    say it too, so an operator learns of it before an agent's first scan. None when not configured.
+    """
+    if root is None:
+        return None
+    try:
+        with os.scandir(root):
+            return None
+    except OSError as exc:
+        return _unavailable_reason(Path(root), exc)
+
+
+def _unavailable_reason(root: Path, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"The training directory {str(root)!r} does not exist."
+    if isinstance(exc, NotADirectoryError):
+        return f"The training directory {str(root)!r} is not a folder."
+    return f"The training directory {str(root)!r} cannot be read ({exc.strerror or exc})."
 
 
 def _list_dir(path: Path) -> list[os.DirEntry]:

@@ -519,6 +519,7 @@
         clear(notices);
         if (r.deployed_load_error) notices.appendChild(el('div', { class: 'notice warn', role: 'status' }, 'The deployed version could not be loaded: ', r.deployed_load_error));
         if (r.registry_problem) notices.appendChild(el('div', { class: 'notice warn', role: 'status' }, r.registry_problem));
+        (r.warnings || []).forEach(function (w) { notices.appendChild(el('div', { class: 'notice warn', role: 'status' }, w)); });
         if (r.total > r.models.length) notices.appendChild(el('div', { class: 'notice warn', role: 'status', text: 'Only the newest ' + r.models.length + ' of ' + r.total + ' versions are listed.' }));
         draw();
       }, function (err) { summary.textContent = ''; clear(notices).appendChild(errorNotice(err)); });

@@ -26,23 +26,26 @@ NEWEST_SHOWN = 5
 
 
 class DashboardModel(BaseModel):
-    version: str = Field(description="The registered version.")
-    model_name: str | None = Field(description="metadata.json's model_name.")
-    status: str = Field(description="imported, available, deployed, failed or archived.")
-    quality_score: float | None = Field(description="0-100 from the last validation, or null.")
-    created_at: str | None = Field(description="When the model was trained (metadata's created_at).")
+    """A list_models entry's summary: its fields mean what they mean there (no descriptions repeated
+    in the tool listing, whose size agents pay for)."""
+
+    version: str
+    model_name: str | None
+    status: str
+    quality_score: float | None
+    created_at: str | None
 
 
 class DashboardResult(BaseModel):
-    view: str = Field(description="`models` (the list) or `version` (one version in detail).")
-    version: str | None = Field(description="The version the dashboard opens on, when one was asked for.")
-    deployed_version: str | None = Field(description="The version serving predict, or null.")
+    view: str = Field(description="models (the list) or version (one in detail).")
+    version: str | None = Field(description="The version asked for.")
+    deployed_version: str | None = Field(description="The version serving predict.")
     total: int = Field(description="Registered versions.")
     by_status: dict[str, int] = Field(description="How many versions have each status.")
     newest: list[DashboardModel] = Field(description="The newest versions, newest first.")
     read_only: bool = Field(description="True when the server offers no changing tools.")
     training_service: bool = Field(description="True when a training service folder is configured.")
-    browser_url: str | None = Field(description="The dashboard's page when the server runs over HTTP.")
+    browser_url: str | None = Field(description="The page, over HTTP.")
 
 
 Call = Callable[..., Awaitable[Any]]

@@ -20,6 +20,7 @@ from model_mcp.core.monitoring import FeedbackStore
 from model_mcp.core.registry import Registry, Snapshot
 from model_mcp.core.runtime import Runtime
 from model_mcp.core.schemas import (
+    DiscoveryProblem,
     RegistryEntry,
     ValidationReport,
 )
@@ -51,6 +52,8 @@ class UseCaseBase:
     limits: ArchiveLimits
     runtime: Runtime
     feedback: FeedbackStore
+    pending_discovery: dict[str, RegistryEntry]
+    discovery_problems: list[DiscoveryProblem]
 
     # --- guards --------------------------------------------------------------------------------
     def _require_writable(self, tool: str) -> None:
@@ -112,6 +115,10 @@ class UseCaseBase:
         check_version_name(version)
         entry = snapshot.get(version)
         if entry is None:
+            placed = next((e for e in list(self.pending_discovery.values()) if e.version == version), None)
+            if placed is not None:
+                raise NotFoundError(f"Version {version} ({placed.path}) is not registered yet: the discovery at "
+                                    "start is validating it; ask again in a moment.")
             raise NotFoundError(f"No version {version} is registered; list_models shows the registered versions.")
         return entry
 

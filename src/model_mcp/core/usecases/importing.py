@@ -16,6 +16,8 @@ from model_mcp.core.archive import (
 )
 from model_mcp.core.errors import (
     InvalidInputError,
+    InvalidManifestError,
+    InvalidMetadataError,
     ModelLoadFailedError,
     ModelMcpError,
     NotAZipError,
@@ -29,7 +31,9 @@ from model_mcp.core.package import (
     copy_package_folder,
     inspect_package,
     package_fingerprint,
+    read_json_file,
 )
+from model_mcp.core.package import resolve_version as package_version
 from model_mcp.core.registry import Snapshot
 from model_mcp.core.schemas import (
     DiscoverResult,
@@ -38,6 +42,8 @@ from model_mcp.core.schemas import (
     ImportResult,
     RegistryEntry,
     ValidationReport,
+    parse_manifest,
+    parse_metadata,
     utc_now,
 )
 from model_mcp.core.store import (
@@ -362,25 +368,44 @@ class ImportCases(UseCaseBase):
         left exactly as they are.
         """
         self._require_writable("discover_models")
-        snapshot = self.read_registry()
-        known_paths = {self.store.resolve_entry_path(e.path).resolve() for e in snapshot.entries.values()}
         registered: list[str] = []
         problems: list[DiscoveryProblem] = []
-        if not self.store.models_dir.is_dir():
-            return DiscoverResult(registered=[], problems=[])
-        for folder in sorted(self.store.models_dir.iterdir()):
-            if folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir():
-                continue
-            if folder.resolve() in known_paths:
-                continue
+        for folder in self._unregistered_folders(self.read_registry()):
             try:
                 version = self._register_manual(folder)
             except ModelMcpError as exc:
                 problems.append(DiscoveryProblem(folder=f"models/{folder.name}", code=exc.code, message=str(exc)))
                 continue
+            finally:
+                self.pending_discovery.pop(folder.name, None)
             if version is not None:
                 registered.append(version)
+        self.discovery_problems = problems
         return DiscoverResult(registered=registered, problems=problems)
+
+    def _unregistered_folders(self, snapshot: Snapshot) -> list[Path]:
+        """Folders under models/ that no registry entry points at (links and dot-names skipped)."""
+        if not self.store.models_dir.is_dir():
+            return []
+        known_paths = {self.store.resolve_entry_path(e.path).resolve() for e in snapshot.entries.values()}
+        return [folder for folder in sorted(self.store.models_dir.iterdir())
+                if not (folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir())
+                and folder.resolve() not in known_paths]
+
+    def _placed_entry(self, folder: Path, snapshot: Snapshot) -> RegistryEntry | None:
+        """What list_models shows of a placed folder before discovery validated it: `imported`, from its
+        metadata and manifest alone (nothing hashed or loaded); None if those do not even give a version."""
+        try:
+            metadata = parse_metadata(read_json_file(folder / "metadata.json", InvalidMetadataError))
+            manifest = parse_manifest(read_json_file(folder / "deployment_manifest.json", InvalidManifestError))
+            version = package_version(metadata, manifest)
+        except (ModelMcpError, OSError):
+            return None
+        if version in snapshot.entries:
+            return None  # a conflict: discovery reports it, and the registered one is listed
+        return RegistryEntry(version=version, model_name=metadata.model_name, status="imported",
+                             path=f"models/{folder.name}", created_at=metadata.created_at, source="manual",
+                             model_type=metadata.model_type, origin=f"models/{folder.name}")
 
     def _register_manual(self, folder: Path) -> str | None:
         contents = inspect_package(folder)
@@ -418,6 +443,15 @@ class ImportCases(UseCaseBase):
         """Discovery at start, off the start path (validation loads scikit-learn)."""
         if self.settings.read_only:
             return None
+        # Listed from the first list_models answer, as `imported`, while the thread validates them.
+        try:
+            snapshot = self.read_registry()
+            self.pending_discovery = {
+                folder.name: entry for folder in self._unregistered_folders(snapshot)
+                if (entry := self._placed_entry(folder, snapshot)) is not None
+            }
+        except (ModelMcpError, OSError):
+            self.pending_discovery = {}  # the thread meets the same trouble and logs it
 
         def run() -> None:
             try:
@@ -428,6 +462,8 @@ class ImportCases(UseCaseBase):
             except Exception:
                 log.error("discovery_crashed", exc_info=True)
                 return
+            finally:
+                self.pending_discovery = {}
             if result.registered or result.problems:
                 log.info("discovered", registered=result.registered,
                          problems=[p.model_dump() for p in result.problems])

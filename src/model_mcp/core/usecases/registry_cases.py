@@ -26,6 +26,7 @@ from model_mcp.core.store import (
     remove_tree,
     storage_error,
 )
+from model_mcp.core.training import training_dir_problem
 from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
 from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
@@ -43,8 +44,12 @@ class RegistryCases(UseCaseBase):
                     offset: int = 0) -> ListModelsResult:
         if limit is not None and limit < 0 or offset < 0:
             raise InvalidInputError("`limit` and `offset` must not be negative.")
+        # Hand-placed folders still being validated by the discovery at start, read before the
+        # registry: one registered in between is then in the registry read, never in neither.
+        pending = list(self.pending_discovery.values())
         snapshot, problem = self.read_registry_for_reading()
         entries = list(snapshot.entries.values())
+        entries += [e for e in pending if e.version not in snapshot.entries]
         if status is not None:
             entries = [e for e in entries if e.status == status]
         if model_name is not None:
@@ -59,7 +64,21 @@ class RegistryCases(UseCaseBase):
             total=total,
             deployed_load_error=self.deployed_load_error(),
             registry_problem=problem,
+            warnings=self.setup_warnings(),
         )
+
+    def setup_warnings(self) -> list[str]:
+        """What an operator must fix that no call would otherwise say: a training folder that cannot
+        be scanned, hand-placed folders the last discovery left unregistered (while they are there)."""
+        warnings = []
+        training = training_dir_problem(self.settings.training_dir)
+        if training is not None:
+            warnings.append(training_dir_warning(training))
+        for found in self.discovery_problems:
+            if (self.store.home / found.folder).exists():
+                warnings.append(f"{found.folder} is not registered: [{found.code}] {found.message} "
+                                "Fix it, then run discover_models.")
+        return warnings
 
     def deployed_load_error(self) -> str | None:
         error = self.runtime.load_error
@@ -227,6 +246,10 @@ class RegistryCases(UseCaseBase):
             raise InvalidInputError("`limit` must be between 1 and 10000.")
         events = self.history.events(kind=kind, limit=limit)  # type: ignore[arg-type]
         return HistoryResult(events=[_public_event(e) for e in events])
+
+
+def training_dir_warning(problem: str) -> str:
+    return f"{problem} scan_training_service answers [training_service_unavailable] until it is fixed."
 
 
 def _public_event(event: dict[str, Any]) -> dict[str, Any]:
