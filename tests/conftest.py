@@ -14,6 +14,7 @@ import pytest
 from model_mcp import samples
 from model_mcp.core.manager import ModelManager
 from model_mcp.settings import Settings
+from tests.postgres import pg_relay, pg_url, postgres_database, postgres_server_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture

@@ -56,10 +56,11 @@ async def test_stdio_server_read_only_offers_no_changing_tools(tmp_path):
 
 
 def test_starting_the_server_imports_neither_scikit_learn_nor_scipy():
-    """Start-up must stay fast: initialize is answered before any model is loaded."""
+    """Start-up must stay fast: initialize is answered before any model is loaded; psycopg is
+    imported only when a database URL is configured."""
     import subprocess
 
     code = ("import sys, model_mcp.serve, model_mcp.server, model_mcp.core.manager; "
-            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+            "print(sorted(m for m in ('sklearn', 'scipy', 'psycopg') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
