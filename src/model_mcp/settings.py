@@ -95,6 +95,10 @@ class Settings(BaseModel):
     monitor_drift_min_rows: int = 500  # new recent rows before the check judges drift again
     alert_webhook: str | None = None  # POST each new or ended alert as JSON here
 
+    # PostgreSQL (postgresql://user:password@host:port/db), shared by replicas: the monitoring store
+    # lives there instead of monitoring.db. Unset: everything stays in the home, as before.
+    database_url: str | None = Field(default=None, repr=False)
+
     # Transport.
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
@@ -118,6 +122,16 @@ class Settings(BaseModel):
         """Resolved once, here: children (the probe) run in other folders, and the server's own
         working folder must not change what a relative `--home relhome` means later."""
         return None if value is None else absolute_path(value)
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("MODEL_MCP_DATABASE_URL must be a postgresql:// URL "
+                             "(postgresql://user:password@host:5432/database)")
+        return value.strip()
 
     @field_validator("import_roots", mode="after")
     @classmethod

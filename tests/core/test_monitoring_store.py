@@ -1,17 +1,20 @@
-"""The monitoring store and its recorder on a real SQLite file in tmp_path: no MCP, no model."""
+"""The monitoring store and its recorder on a real SQLite file in tmp_path, and the same tests on a real
+PostgreSQL database (tests/postgres.py: skipped without MODEL_MCP_TEST_POSTGRES_URL, required in CI).
+No MCP, no model."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from model_mcp.core.alerts import Alert
-from model_mcp.core.monitoring_store import histogram
-from model_mcp.core.monitoring_store.base import HOUR, MINUTE, Batch, BucketRow, Retention
+from model_mcp.core.monitoring_store import MonitoringStore, histogram, open_store
+from model_mcp.core.monitoring_store.base import HOUR, MINUTE, Batch, BucketRow, Retention, StoreUnavailable
 from model_mcp.core.monitoring_store.recorder import Recorder
 from model_mcp.core.monitoring_store.report import check_bucket_s, fitting_bucket_s, span_figures
 from model_mcp.core.monitoring_store.sqlite import SCHEMA_VERSION, SQLiteMonitoringStore
@@ -35,14 +38,35 @@ def _record(recorder: Recorder, n_requests: int, *, version: str = "v1", deploym
     return ids
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], MonitoringStore]]:
+    """Opens another store object on the same data, as another process would: the home's
+    monitoring.db, or the test's PostgreSQL database."""
+    opened: list[MonitoringStore] = []
+
+    if request.param == "sqlite":
+        def make() -> MonitoringStore:
+            opened.append(SQLiteMonitoringStore(tmp_path))
+            return opened[-1]
+    else:
+        url = request.getfixturevalue("pg_url")
+
+        def make() -> MonitoringStore:
+            opened.append(open_store(tmp_path, url))
+            return opened[-1]
+
+    yield make
+    for s in opened:
+        s.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    s = SQLiteMonitoringStore(tmp_path)
-    yield s
-    s.close()
+def store(make_store: Callable[[], MonitoringStore]) -> MonitoringStore:
+    return make_store()
 
 
-def test_the_store_is_created_at_first_use_in_wal_mode_with_its_schema_version(tmp_path: Path, store) -> None:
+def test_the_store_is_created_at_first_use_in_wal_mode_with_its_schema_version(tmp_path: Path) -> None:
+    store = SQLiteMonitoringStore(tmp_path)
     assert not (tmp_path / "monitoring.db").exists()
     assert store.window_count("v1", "d1", "recent") == 0
     with sqlite3.connect(tmp_path / "monitoring.db") as raw:
@@ -50,13 +74,13 @@ def test_the_store_is_created_at_first_use_in_wal_mode_with_its_schema_version(t
         assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_figures_survive_a_restart_and_add_up_across_processes(tmp_path: Path) -> None:
-    first = Recorder(SQLiteMonitoringStore(tmp_path))
+def test_figures_survive_a_restart_and_add_up_across_processes(make_store) -> None:
+    first = Recorder(make_store())
     _record(first, 30, seed=1)
     first.record_error("v1", "d1")
     first.close()
     # A second "process" (its own store object and recorder) on the same home, later.
-    second_store = SQLiteMonitoringStore(tmp_path)
+    second_store = make_store()
     second = Recorder(second_store)
     _record(second, 20, seed=2)
     second.close()
@@ -86,8 +110,7 @@ def test_histogram_percentiles_are_within_one_bin_of_the_exact_ones() -> None:
         assert abs(found / exact - 1) < 10 ** (1 / histogram.BINS_PER_DECADE) - 1
 
 
-def test_windows_keep_the_last_rows_and_the_first_rows_after_deploy(tmp_path: Path) -> None:
-    store = SQLiteMonitoringStore(tmp_path)
+def test_windows_keep_the_last_rows_and_the_first_rows_after_deploy(store) -> None:
     recorder = Recorder(store, retention=Retention(window_rows=50, baseline_rows=30), prune_interval_s=0)
     _record(recorder, 40, rows=3, seed=4)  # 120 rows
     recorder.flush()
@@ -108,11 +131,11 @@ def test_windows_keep_the_last_rows_and_the_first_rows_after_deploy(tmp_path: Pa
     recorder.close()
 
 
-def test_requests_and_feedback_are_found_by_another_process(tmp_path: Path) -> None:
-    writer = Recorder(SQLiteMonitoringStore(tmp_path))
+def test_requests_and_feedback_are_found_by_another_process(make_store) -> None:
+    writer = Recorder(make_store())
     ids = _record(writer, 5, rows=4, seed=5)
     writer.close()
-    reader = SQLiteMonitoringStore(tmp_path)
+    reader = make_store()
     request = reader.request(ids[2])
     assert request is not None and request.n_rows == 4 and request.deployment == "d1"
     assert set(request.labels.tolist()) <= {-1, 1}
@@ -122,7 +145,7 @@ def test_requests_and_feedback_are_found_by_another_process(tmp_path: Path) -> N
     assert reader.record_feedback(request, truth, now=time.time(), max_rows=100) == 4  # replaced, not added
     other = reader.request(ids[3])
     assert reader.record_feedback(other, truth, now=time.time() + 1, max_rows=5) == 4  # the oldest went
-    y_true, y_pred = SQLiteMonitoringStore(tmp_path).labelled("v1", "d1")
+    y_true, y_pred = make_store().labelled("v1", "d1")
     assert y_true.tolist() == truth.tolist() and y_pred.tolist() == other.labels.tolist()
 
 
@@ -198,8 +221,8 @@ def test_an_unopenable_store_keeps_figures_in_memory_and_recovers_by_itself(tmp_
     recorder.close()
 
 
-def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path) -> None:
-    recorder = Recorder(SQLiteMonitoringStore(tmp_path), max_queue_events=5, flush_interval_s=60)
+def test_a_full_queue_drops_and_counts_instead_of_waiting(store) -> None:
+    recorder = Recorder(store, max_queue_events=5, flush_interval_s=60)
     with recorder._lock:  # hold the writer off so that the queue fills
         pass
     recorder._thread = object()  # type: ignore[assignment]  # no writer: nothing drains the queue
@@ -214,3 +237,109 @@ def test_bucket_widths_are_checked_and_widened_to_fit() -> None:
             check_bucket_s(bad)
     assert fitting_bucket_s(60, 86400) == 60
     assert fitting_bucket_s(60, 30 * 86400) == 3600
+
+
+# --- PostgreSQL only -------------------------------------------------------------------------------------
+def test_postgresql_schema_comes_from_the_versioned_migrations_applied_once(pg_url: str, tmp_path: Path) -> None:
+    from model_mcp.core import pg
+    from tests.postgres import query
+
+    first, second = open_store(tmp_path, pg_url), open_store(tmp_path, pg_url)
+    assert first.window_count("v1", "d1", "recent") == 0 and second.window_count("v1", "d1", "baseline") == 0
+    applied = query(pg_url, "SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [(n, name) for n, name, _ in pg.migrations()] == applied and len(applied) >= 1
+    first.close()
+    second.close()
+
+
+def test_postgresql_migrations_from_several_processes_at_once_apply_each_file_once(pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.postgres import query
+
+    code = "import sys; from model_mcp.core import pg; print(pg.migrate(pg.connect(sys.argv[1], migrate_schema=False)))"
+    children = [subprocess.Popen([sys.executable, "-c", code, pg_url], stdout=subprocess.PIPE, text=True)
+                for _ in range(3)]
+    outputs = [child.communicate(timeout=60)[0].strip().splitlines()[-1] for child in children]
+    assert all(child.returncode == 0 for child in children)
+    from model_mcp.core import pg
+
+    everything = str([n for n, _, _ in pg.migrations()])
+    assert sorted(outputs, key=len) == ["[]", "[]", everything], outputs  # one applied them all, the others none
+    assert query(pg_url, "SELECT count(*) FROM schema_migrations")[0][0] == len(pg.migrations())
+
+
+def test_postgresql_alerts_from_replicas_at_once_keep_one_open_episode(pg_url: str, tmp_path: Path) -> None:
+    import threading
+
+    stores = [open_store(tmp_path, pg_url) for _ in range(4)]
+    alert = Alert(kind="error_rate", severity="warning", message="m", action="a", version="v1")
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def evaluate(s: MonitoringStore) -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                s.raise_alerts([alert], version="v1", kinds=("error_rate",), now=f"2026-01-01T00:00:{i:02d}Z")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    (episode,) = stores[0].alerts(version="v1")
+    assert episode.active and episode.count == 40
+    for s in stores:
+        s.close()
+
+
+def test_postgresql_unreachable_is_unavailable_then_recovers_by_itself(pg_relay, tmp_path: Path) -> None:
+    relay, url = pg_relay
+    store = open_store(tmp_path, url)
+    problems: list[str | None] = []
+    recorder = Recorder(store, on_problem=problems.append)
+    _record(recorder, 2, seed=9)
+    recorder.flush()
+    assert recorder.status.problem is None
+    relay.stop()  # the database goes away: open connections cut, new ones refused
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        store.window_count("v1", "d1", "recent")
+    _record(recorder, 4, seed=10)
+    recorder.flush()
+    assert recorder.status.problem is not None and problems[-1] == recorder.status.problem
+    relay.start()  # it comes back on the same address
+    recorder.flush()
+    assert recorder.status.problem is None and problems[-1] is None
+    now = time.time()
+    assert span_figures(store, "v1", since=now - 600, until=now + 1, bucket_s=60).totals["n_requests"] == 6
+    recorder.close()
+
+
+def test_the_database_url_setting_puts_the_servers_monitoring_store_in_postgresql(pg_url: str, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from model_mcp.core.manager import ModelManager
+    from model_mcp.core.pg.monitoring import PostgresMonitoringStore
+    from model_mcp.settings import Settings
+    from tests.postgres import query
+
+    url = "postgresql://root@127.0.0.1:5432/" + query(pg_url, "SELECT current_database()")[0][0]
+    settings = Settings.from_env({"MODEL_MCP_HOME": str(tmp_path / "home"), "MODEL_MCP_DATABASE_URL": url})
+    assert settings.database_url == url and url not in repr(settings)
+    manager = ModelManager(settings)
+    manager.start()
+    try:
+        assert isinstance(manager.monitor, PostgresMonitoringStore)
+        _record(manager.recorder, 3, seed=11)
+        manager.recorder.flush()
+        assert query(pg_url, "SELECT sum(requests) FROM monitoring_buckets WHERE grain = 60")[0][0] == 3
+        assert not (tmp_path / "home" / "monitoring.db").exists()
+    finally:
+        manager.close()
+    with pytest.raises(ValidationError, match="postgresql://"):
+        Settings.from_env({"MODEL_MCP_HOME": str(tmp_path), "MODEL_MCP_DATABASE_URL": "mysql://x@y/z"})

@@ -126,7 +126,7 @@ def _monitoring(settings: Settings) -> tuple[MonitoringStore | None, Recorder | 
     """The monitoring store and its recorder; none in read-only mode or with the store turned off."""
     if settings.read_only or not settings.monitor_store:
         return None, None
-    store = open_store(settings.home)
+    store = open_store(settings.home, settings.database_url)
     retention = Retention(days=settings.monitor_retention_days, window_rows=settings.recent_window_rows,
                           baseline_rows=settings.baseline_rows, requests=settings.monitor_requests,
                           feedback_rows=settings.monitor_feedback_rows)

@@ -3,7 +3,7 @@
 `base.py` is the interface (and the records it speaks in), `sqlite.py` the backend for one machine
 (`monitoring.db` in the home), `recorder.py` the queue and writer thread between predict and the
 store, `report.py` the figures over a span, `histogram.py` the mergeable latency histogram.
-A second backend (PostgreSQL) is a new module implementing `MonitoringStore`, chosen in `open_store`.
+The PostgreSQL backend (`core/pg/monitoring.py`) is chosen by `open_store` when a database URL is set.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ from model_mcp.core.monitoring_store.base import MonitoringStore, Retention, Sto
 __all__ = ["MonitoringStore", "Retention", "StoreError", "open_store"]
 
 
-def open_store(home: Path) -> MonitoringStore:
-    """The store for a home. Opening is lazy: the file is created and migrated at first use."""
+def open_store(home: Path, database_url: str | None = None) -> MonitoringStore:
+    """The store for a home, or for the database at `database_url` when one is given (replicas
+    share it). Opening is lazy: the file or the tables are created and migrated at first use."""
+    if database_url:
+        from model_mcp.core.pg.monitoring import PostgresMonitoringStore
+
+        return PostgresMonitoringStore(database_url)
     from model_mcp.core.monitoring_store.sqlite import SQLiteMonitoringStore
 
     return SQLiteMonitoringStore(home)
