@@ -330,53 +330,27 @@ def _probe_in_child(request: dict[str, Any], reach: Any) -> dict[str, Any]:
         if problems:
             return {"ok": False, "problems": problems, "load_ms": load_ms, "detail": ""}
 
+    from model_mcp.core.model_checks import anomaly_share, output_problems, probe_outputs
+
     reach("predicting")
     started = time.perf_counter()
-    scorer = None
     try:
-        labels = np.asarray(model.predict(rows))
-        scores = None
-        for name in ("decision_function", "score_samples"):
-            if _has_method(model, name):
-                scorer = name
-                reach(f"computing {name}")
-                scores = np.asarray(getattr(model, name)(rows), dtype=float)
-                break
+        labels, scores, scorer = probe_outputs(model, rows, reach)
     except Exception as exc:  # noqa: BLE001 - the model is untrusted: any failure is a finding
         return {"ok": False, "load_ms": load_ms, "memory_error": isinstance(exc, MemoryError),
                 "detail": f"Predicting {rows.shape[0]} rows in the probe process raised "
                           f"{type(exc).__name__}: {str(exc)[:200]}."}
     probe_ms = (time.perf_counter() - started) * 1000
     reach("checking the outputs")
-    findings = _output_problems(labels, scores, rows.shape[0])
+    findings = output_problems(labels, scores, rows.shape[0])
     if findings:
         return {"ok": False, "load_ms": load_ms, "probe_ms": probe_ms,
                 "detail": "The probe process found: " + "; ".join(findings) + "."}
     detail = (f"In a separate process the model loaded in {load_ms:.0f} ms and predicted {rows.shape[0]} rows "
               f"in {probe_ms:.1f} ms, with finite labels")
     detail += f" and {scorer} scores of the right shape" if scorer else " of the right shape (no scores)"
-    values = set(np.unique(labels).tolist())
-    if values <= {-1, 1}:
-        detail += f"; {float(np.mean(labels == -1)):.0%} flagged as anomalies"
+    share = anomaly_share(labels)
+    if share is not None:
+        detail += f"; {share:.0%} flagged as anomalies"
     return {"ok": True, "load_ms": load_ms, "probe_ms": probe_ms, "detail": detail + "."}
 
-
-def _has_method(model: Any, name: str) -> bool:
-    try:
-        return callable(getattr(model, name, None))
-    except Exception:  # noqa: BLE001 - available_if raises when a pipeline step lacks the method
-        return False
-
-
-def _output_problems(labels: np.ndarray, scores: np.ndarray | None, n_rows: int) -> list[str]:
-    problems = []
-    if labels.shape != (n_rows,):
-        problems.append(f"predict returned shape {labels.shape}, not ({n_rows},)")
-    elif labels.dtype.kind not in "biuf" or not np.all(np.isfinite(labels.astype(float))):
-        problems.append("predict returned values that are not finite numbers")
-    if scores is not None:
-        if scores.shape != (n_rows,):
-            problems.append(f"the scores have shape {scores.shape}, not ({n_rows},)")
-        elif not np.all(np.isfinite(scores)):
-            problems.append("some scores are not finite")
-    return problems

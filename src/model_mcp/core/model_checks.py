@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["structural_problems"]
+__all__ = ["anomaly_share", "has_method", "output_problems", "probe_outputs", "scorer_name", "structural_problems"]
 
 # How many offending entries a sentence names before summarising the rest.
 _EXAMPLES = 3
@@ -575,3 +575,59 @@ def _nan_problems(attrs: dict[str, Any], where: str) -> list[str]:
     if not found:
         return []
     return [f"{where}: {', '.join(found)} contain NaN, which makes every prediction meaningless."]
+
+
+# --- what a probe's predictions must look like ----------------------------------------------------
+# The one copy of the rules, used by the isolated probe's child and by validation's in-process probe
+# (which used to disagree: boolean labels passed in the child and failed in the server).
+SCORE_METHODS = ("decision_function", "score_samples")
+
+
+def has_method(estimator: Any, name: str) -> bool:
+    """Whether `estimator.name` is callable; False when asking raises (available_if on a pipeline
+    whose step lacks the method raises AttributeError or worse)."""
+    try:
+        return callable(getattr(estimator, name, None))
+    except Exception:  # noqa: BLE001 - the estimator is untrusted
+        return False
+
+
+def scorer_name(estimator: Any) -> str | None:
+    """The method that gives anomaly scores: the first of decision_function, score_samples."""
+    return next((name for name in SCORE_METHODS if has_method(estimator, name)), None)
+
+
+def probe_outputs(estimator: Any, rows: np.ndarray,
+                  reach: Any = None) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(labels, scores, scorer) of a probe: predict, then the scorer when there is one. Raises what the
+    estimator raises; `reach(stage)` is told before the scores are computed."""
+    labels = np.asarray(estimator.predict(rows))
+    scorer = scorer_name(estimator)
+    if scorer is None:
+        return labels, None, None
+    if reach is not None:
+        reach(f"computing {scorer}")
+    return labels, np.asarray(getattr(estimator, scorer)(rows), dtype=float), scorer
+
+
+def output_problems(labels: np.ndarray, scores: np.ndarray | None, n_rows: int) -> list[str]:
+    """What is wrong with a probe's outputs: one label per row, each a finite number or a boolean
+    (serving answers booleans as 0/1), and one finite score per row when there are scores."""
+    problems = []
+    if labels.shape != (n_rows,):
+        problems.append(f"predict returned shape {labels.shape}, not ({n_rows},)")
+    elif labels.dtype.kind not in "biuf" or not np.all(np.isfinite(labels.astype(float))):
+        problems.append("predict returned values that are not finite numbers")
+    if scores is not None:
+        if scores.shape != (n_rows,):
+            problems.append(f"the scores have shape {scores.shape}, not ({n_rows},)")
+        elif not np.all(np.isfinite(scores)):
+            problems.append("some scores are not finite")
+    return problems
+
+
+def anomaly_share(labels: np.ndarray) -> float | None:
+    """The share of rows labelled -1 when the labels are the detectors' -1/1 (numbers, not booleans)."""
+    if labels.dtype.kind not in "iuf" or not set(np.unique(labels).tolist()) <= {-1, 1}:
+        return None
+    return float(np.mean(labels == -1))

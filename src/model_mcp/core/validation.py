@@ -24,7 +24,14 @@ import numpy as np
 from model_mcp.core.errors import ModelLoadError, ModelMcpError
 from model_mcp.core.footprint import estimate_memory_bytes
 from model_mcp.core.isolated_probe import ProbeResult, run_isolated_probe
-from model_mcp.core.model_checks import structural_problems
+from model_mcp.core.model_checks import (
+    anomaly_share,
+    has_method,
+    output_problems,
+    probe_outputs,
+    scorer_name,
+    structural_problems,
+)
 from model_mcp.core.package import (
     OPTIONAL_FILES,
     REQUIRED_FILES,
@@ -249,10 +256,10 @@ def _load_check(findings: _Findings, contents: PackageContents, settings: Settin
 
 
 def _interface_check(findings: _Findings, estimator: Any) -> None:
-    if not callable(getattr(estimator, "predict", None)):
+    if not has_method(estimator, "predict"):
         findings.add("interface", "fail", f"{type(estimator).__name__} has no predict method.")
         return
-    scorer = next((n for n in ("decision_function", "score_samples") if _has_method(estimator, n)), None)
+    scorer = scorer_name(estimator)
     if scorer is None:
         findings.add("interface", "warn",
                      f"{type(estimator).__name__} has predict but neither decision_function nor score_samples; "
@@ -260,13 +267,6 @@ def _interface_check(findings: _Findings, estimator: Any) -> None:
         findings.recommendations.append("Use an estimator that exposes decision_function for anomaly scores.")
     else:
         findings.add("interface", "pass", f"{type(estimator).__name__} has predict and {scorer}.")
-
-
-def _has_method(estimator: Any, name: str) -> bool:
-    try:
-        return callable(getattr(estimator, name, None))
-    except Exception:  # available_if raises AttributeError or others when the step lacks it
-        return False
 
 
 def _feature_check(findings: _Findings, estimator: Any, metadata: Metadata) -> None:
@@ -356,12 +356,7 @@ def _probe_check(findings: _Findings, estimator: Any, metadata: Metadata,
         return None
     started = time.perf_counter()
     try:
-        labels = np.asarray(estimator.predict(batch))
-        scores = None
-        for name in ("decision_function", "score_samples"):
-            if _has_method(estimator, name):
-                scores = np.asarray(getattr(estimator, name)(batch), dtype=float)
-                break
+        labels, scores, _scorer = probe_outputs(estimator, batch)
     except Exception as exc:  # the model is untrusted: any failure here is a finding
         findings.add("functional_probe", "fail",
                      f"Predicting {PROBE_ROWS} rows built from {source} failed: {type(exc).__name__}: "
@@ -369,20 +364,11 @@ def _probe_check(findings: _Findings, estimator: Any, metadata: Metadata,
         return None
     probe_ms = (time.perf_counter() - started) * 1000
     findings.measurements["probe_ms"] = round(probe_ms, 3)
-    problems = []
-    if labels.shape != (PROBE_ROWS,):
-        problems.append(f"predict returned shape {labels.shape}, not ({PROBE_ROWS},)")
-    elif labels.dtype.kind not in "iuf" or not np.all(np.isfinite(labels.astype(float))):
-        problems.append("predict returned values that are not finite numbers")
-    if scores is not None:
-        if scores.shape != (PROBE_ROWS,):
-            problems.append(f"the scores have shape {scores.shape}, not ({PROBE_ROWS},)")
-        elif not np.all(np.isfinite(scores)):
-            problems.append("some scores are not finite")
+    problems = output_problems(labels, scores, PROBE_ROWS)
     if problems:
         findings.add("functional_probe", "fail", "The probe found: " + "; ".join(problems) + ".")
         return probe_ms
-    rate = float(np.mean(labels == -1)) if set(np.unique(labels)).issubset({-1, 1}) else None
+    rate = anomaly_share(labels)
     detail = f"{PROBE_ROWS} rows built from {source} gave finite outputs of the right shape in {probe_ms:.1f} ms"
     detail += f"; {rate:.0%} flagged as anomalies." if rate is not None else "."
     findings.add("functional_probe", "pass", detail)
