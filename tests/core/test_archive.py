@@ -23,6 +23,7 @@ from model_mcp.core.archive import (
     decode_base64_upload,
     extract_zip,
     hash_file,
+    read_end_record,
     read_upload_path,
 )
 from model_mcp.core.errors import (
@@ -432,6 +433,37 @@ def test_import_rejects_ten_thousand_members_quickly(dest: Path) -> None:
     done = refuse(data, dest, ArchiveTooLargeError, "more than 100 members")
     assert time.perf_counter() - started < 5
     assert done == []
+
+
+@functools.cache
+def zip64_archive() -> bytes:
+    """A real Zip64 archive: more members than the 16-bit count holds, so zipfile writes the Zip64
+    end record and locator, and leaves 0xFFFF in the plain end record."""
+    return make_zip([(f"f{i}", b"") for i in range(0x10000 + 4464)], zipfile.ZIP_STORED)
+
+
+def test_the_one_end_record_reader_reads_zip64_as_zipfile_does(tmp_path: Path) -> None:
+    data = zip64_archive()
+    assert struct.unpack_from("<H", data, len(data) - 22 + 10)[0] == 0xFFFF  # the plain record gives up
+    end = read_end_record(io.BytesIO(data), len(data))
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert end is not None and end.zip64
+    assert end.entries == len(archive.infolist()) == 70_000
+    assert end.directory_end - end.directory_size == archive.start_dir
+    small = make_zip([("a.txt", b"a"), ("b.txt", b"b")])
+    end = read_end_record(io.BytesIO(small), len(small))
+    assert (end.entries, end.zip64, end.directory_end - end.directory_size) == (
+        2, False, zipfile.ZipFile(io.BytesIO(small)).start_dir)
+    assert read_end_record(io.BytesIO(small[:-10]), len(small) - 10) is None  # still being written
+    # The import's guard and the training scan both count through it: the Zip64 count, not 0xFFFF.
+    (tmp_path / "out").mkdir()
+    refuse(data, tmp_path / "out", ArchiveTooLargeError, "more than 100 members")
+    from model_mcp.core.training import scan_training_dir
+
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "big.zip").write_bytes(data)
+    [pkg] = scan_training_dir(tmp_path / "training", max_members=100)
+    assert pkg.problems == ["It holds 70000 members; the limit is 100."]
 
 
 def test_import_rejects_total_unpacked_over_limit(dest: Path) -> None:

@@ -302,30 +302,60 @@ def _plan(fp: BinaryIO, size: int, limits: ArchiveLimits) -> tuple[list[_Member]
     return members, prefix, ignored
 
 
+@dataclass(frozen=True)
+class EndRecord:
+    """What a ZIP's end of central directory declares (the Zip64 record's values when there is one)."""
+
+    entries: int  # members in the central directory
+    directory_size: int  # bytes of the central directory
+    directory_end: int  # where it ends: the offset of the Zip64 record, else of the end record
+    zip64: bool
+
+
+def read_end_record(fp: BinaryIO, size: int) -> EndRecord | None:
+    """The end of central directory record, read from the last 64 KiB + 22 bytes without parsing the
+    directory: the one reader of it (imports bound the member count with it, training scans judge a
+    ZIP still being written by it). None when there is no end record (a ZIP still being written).
+
+    Zip64 is read as `zipfile` reads it, so both see the same directory: a locator right before the
+    end record, and the Zip64 record right before the locator, whose values replace the 16/32-bit
+    ones (which a Zip64 archive leaves at 0xFFFF / 0xFFFFFFFF). A locator whose record is missing
+    leaves the end record's values.
+    """
+    tail_len = min(size, _EOCD.size + 0xFFFF)
+    if tail_len < _EOCD.size:
+        return None
+    fp.seek(size - tail_len)
+    tail = fp.read(tail_len)
+    at = tail.rfind(_SIG_EOCD)
+    if at < 0 or at + _EOCD.size > len(tail):
+        return None
+    fields = _EOCD.unpack_from(tail, at)
+    eocd_at = size - tail_len + at
+    plain = EndRecord(entries=fields[4], directory_size=fields[5], directory_end=eocd_at, zip64=False)
+    locator_at = eocd_at - _EOCD64_LOCATOR.size
+    record_at = locator_at - _EOCD64.size
+    if record_at < 0:
+        return plain
+    fp.seek(record_at)
+    record = fp.read(_EOCD64.size + _EOCD64_LOCATOR.size)
+    if record[_EOCD64.size:_EOCD64.size + 4] != _SIG_EOCD64_LOCATOR or record[:4] != _SIG_EOCD64:
+        return plain
+    fields64 = _EOCD64.unpack_from(record)
+    return EndRecord(entries=int(fields64[7]), directory_size=int(fields64[8]), directory_end=record_at,
+                     zip64=True)
+
+
 def _guard_member_count(fp: BinaryIO, size: int, limit: int) -> None:
     """Count central-directory headers, stopping past `limit`, before zipfile parses them all.
 
     Any oddity just ends the walk: `zipfile` then judges the archive, and the count is checked
     again on its result. This only keeps a huge directory from costing time and memory.
     """
-    tail_len = min(size, _EOCD.size + 0xFFFF)
-    fp.seek(size - tail_len)
-    tail = fp.read(tail_len)
-    at = tail.rfind(_SIG_EOCD)
-    if at < 0 or at + _EOCD.size > len(tail):
+    end = read_end_record(fp, size)
+    if end is None:
         return
-    size_cd = _EOCD.unpack_from(tail, at)[5]
-    cd_end = size - tail_len + at
-    locator_at = cd_end - _EOCD64_LOCATOR.size
-    if locator_at >= 0:
-        fp.seek(locator_at)
-        locator = fp.read(_EOCD64_LOCATOR.size)
-        record_at = locator_at - _EOCD64.size
-        if locator[:4] == _SIG_EOCD64_LOCATOR and record_at >= 0:
-            fp.seek(record_at)
-            record = fp.read(_EOCD64.size)
-            if record[:4] == _SIG_EOCD64:
-                size_cd, cd_end = _EOCD64.unpack(record)[8], record_at
+    size_cd, cd_end = end.directory_size, end.directory_end
     pos = cd_end - size_cd
     count = 0
     while 0 <= pos and pos + _CENTRAL_HEADER_SIZE <= cd_end:

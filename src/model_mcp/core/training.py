@@ -60,7 +60,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from model_mcp.core.archive import describe_mode
+from model_mcp.core.archive import describe_mode, read_end_record
 from model_mcp.core.errors import (
     InvalidManifestError,
     InvalidMetadataError,
@@ -390,10 +390,12 @@ def _scan_zip(pkg: TrainingPackage, st: os.stat_result, *, max_zip_bytes: int, m
     fd = _open_regular(pkg.path)
     with os.fdopen(fd, "rb") as fp:
         size = os.fstat(fp.fileno()).st_size
-        directory = _zip_directory(fp, size)
-        if directory is None:
+        # Read before zipfile parses the whole directory, so a huge one costs the scan neither time
+        # nor memory; no end record is how a ZIP still being written looks.
+        end = read_end_record(fp, size)
+        if end is None:
             raise _Problem(NOT_A_ZIP_YET)
-        count, directory_bytes = directory
+        count, directory_bytes = end.entries, end.directory_size
         if count > max_members:
             raise _Problem(f"It holds {count} members; the limit is {max_members}.")
         if directory_bytes > max_members * _DIRECTORY_BYTES_PER_MEMBER:
@@ -481,46 +483,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> 
     return data
 
 
-_EOCD = struct.Struct("<4s4H2LH")
-_EOCD64_LOCATOR = struct.Struct("<4sLQL")
-_EOCD64 = struct.Struct("<4sQ2H2L4Q")
 # Per member, room for the 46-byte header, a 1024-byte name (the import's limit) and 1 KiB of
 # extra fields and comment: generous for real packages, and it bounds what zipfile parses.
 _DIRECTORY_BYTES_PER_MEMBER = 46 + 1024 + 1024
-
-
-def _zip_directory(fp: Any, size: int) -> tuple[int, int] | None:
-    """(member count, central directory bytes) as the end record declares them, read before
-    zipfile parses the whole directory, so that a huge one costs the scan neither time nor memory.
-    None when there is no end record: that is how a ZIP still being written looks."""
-    tail_len = min(size, _EOCD.size + 0xFFFF)
-    if tail_len < _EOCD.size:
-        return None
-    fp.seek(size - tail_len)
-    tail = fp.read(tail_len)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + _EOCD.size > len(tail):
-        return None
-    fields = _EOCD.unpack_from(tail, at)
-    entries, size_cd = fields[4], fields[5]
-    if entries != 0xFFFF and size_cd != 0xFFFFFFFF:
-        return entries, size_cd
-    locator_at = size - tail_len + at - _EOCD64_LOCATOR.size
-    if locator_at < 0:
-        return None
-    fp.seek(locator_at)
-    locator = fp.read(_EOCD64_LOCATOR.size)
-    if len(locator) < _EOCD64_LOCATOR.size or locator[:4] != b"PK\x06\x07":
-        return entries, size_cd
-    record_at = _EOCD64_LOCATOR.unpack(locator)[2]
-    if record_at + _EOCD64.size > size:
-        return None
-    fp.seek(record_at)
-    record = fp.read(_EOCD64.size)
-    if record[:4] != b"PK\x06\x06":
-        return None
-    fields64 = _EOCD64.unpack(record)
-    return int(fields64[7]), int(fields64[8])
 
 
 # --------------------------------------------------------------------------- shared judging
