@@ -1,0 +1,274 @@
+"""The registry in PostgreSQL: the same public interface as core/registry.py's `Registry`.
+
+One row per version in `registry_entries` (migrations/0002): the entry as registry.json holds it
+(`RegistryEntry.registry_json()`, as JSONB) with `version` (primary key), `model_name` and `status`
+beside it, checked against the entry. A partial unique index allows at most one `deployed` row per
+model name, so the rule holds whatever any replica's code does.
+
+Writing. `update(change)` runs in one transaction: it takes the registry's advisory lock (every
+update from every replica waits its turn, as the file registry's updates wait for the store's lock),
+reads every row (FOR UPDATE), lets `change` mutate the snapshot, writes only the rows that differ,
+bumps `registry_state.generation` and sends `NOTIFY model_mcp_registry` with the new generation,
+delivered at commit. If `change` raises, or a constraint refuses the result, nothing is written.
+
+Reading. `read()` always asks the database. `deployed_version()`, on the predict path, answers from
+the copy this object holds while that copy is current: a listener thread (LISTEN, and a poll of the
+generation every `poll_s` in case a notification is lost) learns of every commit, so predicts make
+no query. While the listener is not connected, every call asks the database; while the database is
+unreachable, `deployed_version()` keeps answering from the last copy (resident models keep serving)
+and `read()`/`update()` raise StorageError (`storage_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
+
+from model_mcp.core.errors import InvalidStateError, ModelMcpError, RegistryCorruptError, StorageError
+from model_mcp.core.pg import REGISTRY_CHANNEL, REGISTRY_LOCK, connect, safe_url
+from model_mcp.core.registry import Snapshot, _copy
+from model_mcp.core.schemas import RegistryEntry
+from model_mcp.logs import get_logger
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+def unreachable(exc: Exception, doing: str) -> StorageError:
+    return StorageError(f"The registry database is unreachable while {doing} ({str(exc).strip()[:200]}). "
+                        "Nothing was changed; the server retries by itself.")
+
+
+class PostgresRegistry:
+    def __init__(self, url: str, *, listen: bool = True, poll_s: float = 1.0) -> None:
+        self.url = url
+        self.listen = listen
+        self.poll_s = poll_s
+        self._connections: dict[str, psycopg.Connection[Any]] = {}
+        self._locks = {"write": threading.RLock(), "read": threading.RLock()}
+        self._state = threading.Lock()  # guards the cache fields below
+        self._cache: Snapshot | None = None
+        self._cache_generation = -1
+        self._announced = -1  # the highest generation the listener heard of
+        self._listening = False  # the listener is connected and has LISTENed since the cache was taken
+        self._last_good: Snapshot | None = None
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.queries = 0  # registry reads that went to the database (tests and benchmarks count them)
+
+    def __repr__(self) -> str:
+        return f"PostgresRegistry({safe_url(self.url)!r})"
+
+    # --- connections -------------------------------------------------------------------------------
+    def _run(self, role: str, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        import psycopg
+
+        with self._locks[role]:
+            try:
+                connection = self._connections.get(role)
+                if connection is None or connection.closed:
+                    connection = self._connections[role] = connect(self.url)
+                with connection.transaction():
+                    return fn(connection)
+            except psycopg.errors.IntegrityError as exc:
+                raise _refused(exc) from None
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._drop(role)
+                raise unreachable(exc, doing) from exc
+            except psycopg.Error as exc:
+                self._drop(role)
+                raise StorageError(f"The registry database failed while {doing} ({str(exc).strip()[:200]}). "
+                                   "Nothing was changed.") from exc
+
+    def _drop(self, role: str) -> None:
+        connection = self._connections.pop(role, None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        for role in ("write", "read"):
+            with self._locks[role]:
+                self._drop(role)
+
+    # --- reading -----------------------------------------------------------------------------------
+    def read(self) -> Snapshot:
+        """A private copy of the registry as the database holds it now."""
+        return _copy(self._fetch())
+
+    def deployed_version(self) -> str | None:
+        """The deployed version, cheaply: from the current copy, without a query while the listener
+        runs; from the last copy while the database is unreachable. Raises only with no copy at all.
+
+        With one deployed version per model name, the first deployed entry (in the order versions
+        were added), as `Snapshot.deployed` answers."""
+        self._start_listener()
+        with self._state:
+            cached = self._cache if self._listening and self._cache_generation >= self._announced else None
+        if cached is None:
+            try:
+                cached = self._fetch()
+            except StorageError:
+                with self._state:
+                    cached = self._cache
+                if cached is None:
+                    raise
+        deployed = cached.deployed
+        return deployed.version if deployed is not None else None
+
+    def read_last_good(self) -> Snapshot:
+        """The last registry this object read or wrote (for reading tools while the database is unreachable)."""
+        with self._state:
+            return _copy(self._last_good) if self._last_good is not None else Snapshot()
+
+    def _fetch(self) -> Snapshot:
+        self._start_listener()
+
+        def fetch(connection: psycopg.Connection[Any]) -> tuple[int, Snapshot]:
+            # REPEATABLE READ: the generation and the rows come from one moment.
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            generation = connection.execute("SELECT generation FROM registry_state").fetchone()[0]
+            rows = connection.execute("SELECT version, entry FROM registry_entries ORDER BY position").fetchall()
+            return int(generation), _snapshot(rows)
+
+        generation, snapshot = self._run("read", "reading the registry", fetch)
+        self.queries += 1
+        self._remember(snapshot, generation)
+        return snapshot
+
+    def _remember(self, snapshot: Snapshot, generation: int) -> None:
+        with self._state:
+            if generation >= self._cache_generation:
+                self._cache, self._cache_generation = snapshot, generation
+                self._last_good = snapshot
+
+    # --- writing -----------------------------------------------------------------------------------
+    def update(self, change: Callable[[Snapshot], T]) -> T:
+        """Apply `change` to a fresh read in one transaction, every replica's updates taking turns.
+
+        `change` mutates `snapshot.entries` in place and returns what the caller wants back. If it
+        raises, nothing is written. A result that breaks a rule of the schema (two deployed versions
+        of one model name) is refused with `invalid_state` and nothing is written.
+        """
+        self._start_listener()
+        outcome: dict[str, Any] = {}
+
+        def apply(connection: psycopg.Connection[Any]) -> None:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
+            rows = connection.execute(
+                "SELECT version, entry FROM registry_entries ORDER BY position FOR UPDATE").fetchall()
+            snapshot = _snapshot(rows)
+            before = {version: entry.registry_json() for version, entry in snapshot.entries.items()}
+            outcome["result"] = change(snapshot)
+            after = {version: entry.registry_json() for version, entry in snapshot.entries.items()}
+            for version, data in after.items():
+                if data.get("version") != version:
+                    raise InvalidStateError(f"Registry entry {version!r} names version {data.get('version')!r}. "
+                                            "Nothing was changed.")
+            removed = [v for v in before if v not in after]
+            changed = {v: d for v, d in after.items() if before.get(v) != d}
+            generation = None
+            if removed or changed:
+                with connection.cursor() as cursor:
+                    if removed:
+                        cursor.execute("DELETE FROM registry_entries WHERE version = ANY(%s)", (removed,))
+                    # Versions leaving `deployed` first, so the one-deployed index never sees two at once.
+                    for version, data in sorted(changed.items(), key=lambda item: item[1].get("status") == "deployed"):
+                        cursor.execute(
+                            "INSERT INTO registry_entries (version, model_name, status, entry) VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT (version) DO UPDATE SET model_name = excluded.model_name, "
+                            "status = excluded.status, entry = excluded.entry, updated_at = now()",
+                            (version, data.get("model_name"), data.get("status"), json.dumps(data)))
+                    generation = cursor.execute(
+                        "UPDATE registry_state SET generation = generation + 1 RETURNING generation").fetchone()[0]
+                    cursor.execute("SELECT pg_notify(%s, %s)", (REGISTRY_CHANNEL, str(generation)))
+            outcome["snapshot"], outcome["generation"] = snapshot, generation
+
+        self._run("write", "changing the registry", apply)
+        if outcome["generation"] is not None:
+            self._remember(_copy(Snapshot(entries=outcome["snapshot"].entries, fmt="new")), int(outcome["generation"]))
+        return outcome["result"]
+
+    # --- the listener ------------------------------------------------------------------------------
+    def _start_listener(self) -> None:
+        if not self.listen or self._listener is not None or self._stop.is_set():
+            return
+        with self._state:
+            if self._listener is not None:
+                return
+            self._listener = threading.Thread(target=self._listen, name="registry-listener", daemon=True)
+        self._listener.start()
+
+    def _listen(self) -> None:
+        import psycopg
+
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                with connect(self.url, migrate_schema=False) as connection:
+                    connection.execute(f"LISTEN {REGISTRY_CHANNEL}")
+                    self._heard(connection.execute("SELECT generation FROM registry_state").fetchone()[0])
+                    with self._state:
+                        # From here every commit is heard; the copy is current iff it has the generation read above.
+                        self._listening = True
+                    backoff = 0.2
+                    polled = time.monotonic()
+                    while not self._stop.is_set():
+                        # Short waits, so close() is not kept waiting for a long poll interval.
+                        for notice in connection.notifies(timeout=min(self.poll_s, 0.2)):
+                            with contextlib.suppress(ValueError):
+                                self._heard(int(notice.payload))
+                        if time.monotonic() - polled >= self.poll_s:
+                            # The poll: a notification lost on the way (a proxy between) is caught here.
+                            self._heard(connection.execute("SELECT generation FROM registry_state").fetchone()[0])
+                            polled = time.monotonic()
+            except (psycopg.Error, OSError) as exc:
+                with self._state:
+                    self._listening = False
+                log.warning("registry_listener_disconnected", reason=str(exc).strip()[:200], retry_in_s=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        with self._state:
+            self._listening = False
+
+    def _heard(self, generation: int) -> None:
+        with self._state:
+            self._announced = max(self._announced, int(generation))
+
+
+def _snapshot(rows: list[tuple[str, Any]]) -> Snapshot:
+    entries: dict[str, RegistryEntry] = {}
+    for version, data in rows:
+        try:
+            entries[version] = RegistryEntry.model_validate(data)
+        except ValidationError as exc:
+            raise RegistryCorruptError(
+                f"Registry row {version!r} in the database is not a valid entry ({exc.errors()[0]['msg']}). "
+                "It was left as it is.") from None
+    return Snapshot(entries=entries, fmt="new" if entries else "empty")
+
+
+def _refused(exc: Exception) -> ModelMcpError:
+    diag = getattr(exc, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or ""
+    if constraint == "registry_one_deployed_per_model":
+        detail = getattr(diag, "message_detail", None) or ""
+        return InvalidStateError("At most one version per model name may be deployed; this change would deploy "
+                                 f"a second one ({detail.strip()}). Nothing was changed.")
+    return InvalidStateError(f"The registry database refused the change ({str(exc).strip()[:200]}). "
+                             "Nothing was changed.")
+
+
+__all__ = ["PostgresRegistry"]

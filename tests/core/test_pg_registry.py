@@ -1,0 +1,276 @@
+"""PostgresRegistry and PostgresHistory against a real PostgreSQL (tests/postgres.py: skipped without
+MODEL_MCP_TEST_POSTGRES_URL, required in CI): the file registry's contract, the schema's rules under
+concurrency from threads and processes, a change seen by another replica, and the database going away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from model_mcp.core.errors import InvalidStateError, NotFoundError, StorageError
+from model_mcp.core.pg.history import PostgresHistory
+from model_mcp.core.pg.registry import PostgresRegistry
+from model_mcp.core.registry import Snapshot
+from model_mcp.core.schemas import RegistryEntry
+from tests.postgres import query
+
+
+@pytest.fixture
+def registries(pg_url: str) -> Iterator[Callable[..., PostgresRegistry]]:
+    """Opens registries on the test's database, as replicas would; closed after the test."""
+    opened: list[PostgresRegistry] = []
+
+    def make(url: str | None = None, **kwargs: Any) -> PostgresRegistry:
+        opened.append(PostgresRegistry(url or pg_url, **kwargs))
+        return opened[-1]
+
+    yield make
+    for registry in opened:
+        registry.close()
+
+
+def add_entry(version: str, **fields: Any) -> Callable[[Snapshot], str]:
+    def change(snapshot: Snapshot) -> str:
+        snapshot.entries[version] = RegistryEntry(version=version, path=f"models/{version}", **fields)
+        return version
+
+    return change
+
+
+def deploy(version: str) -> Callable[[Snapshot], None]:
+    """Deploy `version` into its model name's slot; the name's previous deployed version becomes available."""
+    def change(snapshot: Snapshot) -> None:
+        target = snapshot.entries[version]
+        for entry in snapshot.entries.values():
+            if entry.status == "deployed" and entry.model_name == target.model_name:
+                entry.status = "available"
+        target.status = "deployed"
+
+    return change
+
+
+def test_entries_round_trip_in_order_with_one_row_per_version(registries, pg_url: str) -> None:
+    registry = registries()
+    assert registry.read().entries == {} and registry.deployed_version() is None
+    for version in ("v3", "v1", "v2"):
+        registry.update(add_entry(version, model_name="net", status="available", owner="team-a"))
+    registry.update(deploy("v1"))
+    snapshot = registries().read()  # another replica
+    assert list(snapshot.entries) == ["v3", "v1", "v2"]  # the order they were added in, as registry.json keeps
+    assert snapshot.entries["v1"].status == "deployed" and snapshot.deployed.version == "v1"
+    assert snapshot.entries["v3"].model_extra == {"owner": "team-a"}  # unknown fields kept
+    rows = query(pg_url, "SELECT version, model_name, status, entry->>'path' FROM registry_entries ORDER BY version")
+    assert rows == [("v1", "net", "deployed", "models/v1"), ("v2", "net", "available", "models/v2"),
+                    ("v3", "net", "available", "models/v3")]
+    registry.update(lambda s: s.entries.pop("v2"))
+    assert list(registry.read().entries) == ["v3", "v1"]
+
+
+def test_a_change_that_raises_writes_nothing(registries, pg_url: str) -> None:
+    registry = registries()
+    registry.update(add_entry("v1", status="available"))
+    generation = query(pg_url, "SELECT generation FROM registry_state")[0][0]
+
+    def failing(snapshot: Snapshot) -> None:
+        snapshot.entries["v1"].status = "deployed"
+        snapshot.entries["v2"] = RegistryEntry(version="v2", path="models/v2")
+        raise NotFoundError("no such thing")
+
+    with pytest.raises(NotFoundError):
+        registry.update(failing)
+    assert {v: e.status for v, e in registry.read().entries.items()} == {"v1": "available"}
+    assert query(pg_url, "SELECT generation FROM registry_state")[0][0] == generation
+
+
+def test_one_deployed_version_per_model_name_is_a_rule_of_the_database(registries, pg_url: str) -> None:
+    registry = registries()
+    for version, name in (("a1", "net"), ("a2", "net"), ("b1", "pay"), ("n1", None), ("n2", None)):
+        registry.update(add_entry(version, model_name=name, status="available"))
+    registry.update(deploy("a1"))
+    registry.update(deploy("b1"))  # another model's slot: both serve
+    registry.update(deploy("a2"))  # the same slot: a1 steps down in the same transaction
+    statuses = {v: e.status for v, e in registry.read().entries.items()}
+    assert statuses == {"a1": "available", "a2": "deployed", "b1": "deployed", "n1": "available", "n2": "available"}
+
+    def second_deployed(snapshot: Snapshot) -> None:
+        snapshot.entries["a1"].status = "deployed"  # a2 stays deployed: two for "net"
+
+    with pytest.raises(InvalidStateError, match="one version per model name") as refused:
+        registry.update(second_deployed)
+    assert refused.value.code == "invalid_state" and "net" in str(refused.value)
+    assert {v: e.status for v, e in registry.read().entries.items()} == statuses  # nothing changed
+
+    registry.update(deploy("n1"))  # versions without a name share one slot
+    with pytest.raises(InvalidStateError):
+        registry.update(lambda s: setattr(s.entries["n2"], "status", "deployed"))
+
+    # The rule holds against any writer, not only this code: SQL by hand is refused too.
+    import psycopg
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        query(pg_url, "UPDATE registry_entries SET status = 'deployed', entry = jsonb_set(entry, '{status}', "
+                      "'\"deployed\"') WHERE version = 'a1'")
+    with pytest.raises(psycopg.errors.CheckViolation):  # the columns cannot disagree with the entry
+        query(pg_url, "UPDATE registry_entries SET status = 'archived' WHERE version = 'b1'")
+
+
+def test_concurrent_updates_from_threads_lose_nothing(registries) -> None:
+    registries().update(add_entry("counter", n=0))
+    replicas = [registries() for _ in range(4)]
+    per_thread = 15
+    barrier = threading.Barrier(len(replicas))
+    errors: list[BaseException] = []
+
+    def work(index: int, registry: PostgresRegistry) -> None:
+        def change(snapshot: Snapshot, j: int) -> None:
+            counter = snapshot.entries["counter"]
+            counter.n = counter.n + 1  # type: ignore[attr-defined]  # an extra field: read-modify-write
+            snapshot.entries[f"t{index}-{j}"] = RegistryEntry(version=f"t{index}-{j}", path="models/x")
+
+        try:
+            barrier.wait()
+            for j in range(per_thread):
+                registry.update(lambda s, j=j: change(s, j))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, r)) for i, r in enumerate(replicas)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    snapshot = registries().read()
+    assert snapshot.entries["counter"].n == len(replicas) * per_thread  # type: ignore[attr-defined]
+    assert len(snapshot.entries) == 1 + len(replicas) * per_thread
+
+
+_PROCESS = """
+import sys
+from model_mcp.core.pg.registry import PostgresRegistry
+from model_mcp.core.schemas import RegistryEntry
+
+url, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+registry = PostgresRegistry(url, listen=False)
+
+def change(snapshot, j):
+    counter = snapshot.entries["counter"]
+    counter.n = counter.n + 1
+    version = f"{name}-{j}"
+    snapshot.entries[version] = RegistryEntry(version=version, path="models/" + version, model_name=name,
+                                              status="available")
+    # Deploy it in its model's slot, as a deploy would: the previous one of the name steps down.
+    for entry in snapshot.entries.values():
+        if entry.model_name == name and entry.status == "deployed":
+            entry.status = "available"
+    snapshot.entries[version].status = "deployed"
+
+for j in range(count):
+    registry.update(lambda s: change(s, j))
+registry.close()
+print("done")
+"""
+
+
+def test_concurrent_updates_from_three_processes_lose_nothing(registries, pg_url: str) -> None:
+    registries().update(add_entry("counter", n=0))
+    per_process = 20
+    children = [subprocess.Popen([sys.executable, "-c", _PROCESS, pg_url, name, str(per_process)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for name in ("net", "pay", "web")]
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0 and out.strip() == "done", err[-2000:]
+    snapshot = registries().read()
+    assert snapshot.entries["counter"].n == 3 * per_process  # type: ignore[attr-defined]
+    assert len(snapshot.entries) == 1 + 3 * per_process
+    deployed = sorted(v for v, e in snapshot.entries.items() if e.status == "deployed")
+    assert deployed == [f"{name}-{per_process - 1}" for name in ("net", "pay", "web")]  # one per model name
+    assert query(pg_url, "SELECT generation FROM registry_state")[0][0] == 1 + 3 * per_process
+
+
+def test_another_replica_sees_a_deploy_within_a_second_without_querying_per_call(registries) -> None:
+    writer, reader = registries(), registries(poll_s=30.0)  # a long poll: what arrives in time is the NOTIFY
+    for version in ("v1", "v2"):
+        writer.update(add_entry(version, model_name="net", status="available"))
+    writer.update(deploy("v1"))
+    deadline = time.monotonic() + 5
+    while reader.deployed_version() != "v1" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the listener is connected by now
+    assert reader.deployed_version() == "v1"
+    before = reader.queries
+    for _ in range(1000):
+        assert reader.deployed_version() == "v1"  # the predict path
+    assert reader.queries - before <= 1  # (at most the one read after LISTEN caught up)
+
+    started = time.monotonic()
+    writer.update(deploy("v2"))
+    while reader.deployed_version() != "v2":
+        assert time.monotonic() - started < 1.0, "the deploy was not seen by the other replica within a second"
+        time.sleep(0.002)
+
+
+def test_an_unreachable_database_is_a_storage_error_and_serving_goes_on(registries, pg_relay) -> None:
+    relay, url = pg_relay
+    registry = registries(url)
+    registry.update(add_entry("v1", model_name="net", status="available"))
+    registry.update(deploy("v1"))
+    assert registry.read().deployed.version == "v1"
+    relay.stop()  # the database goes away
+    with pytest.raises(StorageError, match="unreachable") as caught:
+        registry.read()
+    assert caught.value.code == "storage_error"
+    with pytest.raises(StorageError, match="Nothing was changed"):
+        registry.update(add_entry("v2"))
+    assert registry.deployed_version() == "v1"  # resident models keep serving from the last copy
+    assert list(registry.read_last_good().entries) == ["v1"]  # reading tools can say what was last known
+    relay.start()  # it comes back
+    registry.update(add_entry("v2"))
+    assert list(registry.read().entries) == ["v1", "v2"]
+
+
+def test_history_records_and_reads_like_the_file_trail(pg_url: str, pg_relay) -> None:
+    history = PostgresHistory(pg_url)
+    history.record("import", version="v1", outcome="ok", source="zip")
+    history.record("deploy", version="v1", outcome="ok", previous=None)
+    history.record("validate", version="v2", outcome="failed", detail="f1 too low")
+    history.record("rollback", version="v1", outcome="ok", previous="v2")
+    history.record("transfer", version="v3", outcome="ok", source="/training/x")
+
+    everything = PostgresHistory(pg_url).events()  # another replica reads them
+    assert [e["event"] for e in everything] == ["transfer", "rollback", "validate", "deploy", "import"]
+    assert list(everything[-1]) == ["at", "event", "version", "outcome", "detail", "source"]  # as written
+    assert [e["event"] for e in history.events(kind="deployments")] == ["rollback", "deploy"]
+    assert [e["version"] for e in history.events(kind="transfers")] == ["v3"]
+    assert [e["event"] for e in history.events(version="v1", limit=2)] == ["rollback", "deploy"]
+    assert history.events(limit=0) == [] and len(history.events(limit=None)) == 5
+    assert [e["event"] for e in history.events(event_names=frozenset({"import", "validate"}))] == [
+        "validate", "import"]
+
+    offset, counts = history.tally_from(0)
+    assert counts[("deploy", "ok")] == 1 and counts[("validate", "failed")] == 1 and sum(counts.values()) == 5
+    history.record("deploy", version="v2", outcome="ok")
+    offset, counts = history.tally_from(offset)
+    assert counts == {("deploy", "ok"): 1}
+    assert history.tally_from(offset + 1000)[1][("deploy", "ok")] == 2  # an offset past the end counts afresh
+
+    relay, url = pg_relay
+    away = PostgresHistory(url)
+    away.record("import", version="v9", outcome="ok")
+    relay.stop()
+    entry = away.record("delete", version="v9", outcome="ok")  # logged, never raised: the change was made
+    assert entry["event"] == "delete"
+    with pytest.raises(StorageError) as caught:
+        away.events()
+    assert caught.value.code == "storage_error"
+    relay.start()
+    assert [e["event"] for e in away.events(version="v9")] == ["import"]
+    history.close()
+    away.close()
