@@ -147,6 +147,43 @@ def test_parse_rows_names_the_row_and_feature_of_a_value_that_is_not_a_finite_nu
     assert _refusal(dict_rows) == f"row 4, feature 'packets' (position 2): {reason}."
 
 
+@pytest.mark.parametrize("n_rows", [1, 2, 4, 5, 40])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (True, "True is not a number"),
+        ("1.5", "'1.5' is not a number"),
+        (None, "None is not a number"),
+        (float("nan"), "nan is not a finite number"),
+        (float("-inf"), "-inf is not a finite number"),
+        (10**39, "1" + "0" * 39 + " is beyond the range of a 32-bit float"),
+        (-3.5e38, "-3.5e+38 is beyond the range of a 32-bit float"),
+    ],
+)
+def test_few_rows_and_many_rows_refuse_the_same_values_alike(n_rows: int, value: object, reason: str) -> None:
+    """A few rows are checked value by value in Python, more in bulk: the same refusals, both."""
+    rows = [[1.0, 2, 3.0, 4] for _ in range(n_rows)]
+    rows[-1][1] = value
+    message = _refusal(rows, max_rows=100)
+    assert message.startswith(f"row {n_rows - 1}, feature 'bytes_out' (position 1): {reason}")
+
+
+@pytest.mark.parametrize("n_rows", [1, 3, 4, 5, 64])
+def test_few_rows_and_many_rows_read_the_same_numbers(n_rows: int) -> None:
+    """Floats, ints (also beyond 2**53), numpy scalars, tuples, float32's limits: the value of
+    float(x) for each, whichever path reads them."""
+    f32_max = float(np.finfo(np.float32).max)
+    values = [0.1, -0.0, 7, 2**60 + 1, np.float32(1.5), np.int64(-3), np.float64(2.5e-300), f32_max, -f32_max, 5e-324]
+    rng = np.random.default_rng(n_rows)
+    rows: list[object] = [[values[i] for i in rng.integers(0, len(values), size=4)] for _ in range(n_rows)]
+    rows[0] = tuple(rows[0])  # type: ignore[arg-type]
+    X = parse_rows(rows, NAMES4, 100)
+    assert X.dtype == np.float64 and X.shape == (n_rows, 4)
+    expected = [[float(v) for v in row] for row in rows]  # type: ignore[union-attr]
+    assert X.tolist() == expected
+    assert np.signbit(X).tolist() == np.signbit(np.array(expected)).tolist()
+
+
 def test_parse_rows_refuses_nan_in_a_numpy_array_naming_the_cell() -> None:
     array = np.zeros((3, 4))
     array[2, 1] = np.nan

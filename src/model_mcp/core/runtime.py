@@ -42,9 +42,9 @@ import inspect
 import itertools
 import logging
 import math
+import os
 import threading
 import time
-import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -74,6 +74,9 @@ LATENCY_BUCKETS_MS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0,
 # The largest magnitude scikit-learn's float32 cast keeps finite.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
+# Batches up to this many rows are checked value by value in Python rather than in bulk.
+_FEW_ROWS = 4
+
 # How many feature names an error message lists before "...".
 _NAMES_IN_MESSAGE = 12
 
@@ -91,10 +94,13 @@ def parse_rows(rows: Any, feature_names: Sequence[str], max_rows: int) -> np.nda
     strings and None are refused, and so are NaN and infinities. Row indices in the messages
     count from 0, like the list the caller sent.
 
-    Speed matters at 10,000 rows, so the common case (all rows lists of numbers) is checked in
-    bulk: the row types, the row lengths and the element types as sets built in C, then one
-    `np.asarray` and one `np.isfinite`. Only when that fails are the rows walked one by one, to
-    name the first bad row. A 2-D numeric numpy array is accepted as is (callers in Python).
+    Speed matters at 1 row (the common call) and at 10,000 rows. A few rows of floats and ints
+    are checked value by value in Python (cheaper than any numpy call) and read by one
+    `np.array`; more rows are checked in bulk: the row types and lengths as sets built in C, the
+    values flattened once into a list whose element types are counted in C, then one
+    `np.fromiter` and two reductions for the range. Only when that fails are the rows walked one
+    by one, to name the first bad row. A 2-D numeric numpy array is accepted as is (callers in
+    Python).
     """
     names = list(feature_names)
     if isinstance(rows, np.ndarray):
@@ -109,7 +115,9 @@ def parse_rows(rows: Any, feature_names: Sequence[str], max_rows: int) -> np.nda
         )
     if not set(map(type, rows)) <= {list, tuple}:
         rows = _rows_as_lists(rows, names)
-    X = _bulk_array(rows, len(names))
+    X = _few_rows_array(rows, len(names)) if len(rows) <= _FEW_ROWS else None
+    if X is None:
+        X = _bulk_array(rows, len(names))
     if X is None:
         _raise_first_bad_row(rows, names)
         raise InvalidInputError("rows could not be read as numbers.")  # unreachable in practice
@@ -137,17 +145,35 @@ def _parse_array(rows: np.ndarray, names: list[str], max_rows: int) -> np.ndarra
     return X
 
 
+def _few_rows_array(rows: list[Any], d: int) -> np.ndarray | None:
+    """The (n, d) float64 array when every row is a list of d floats or ints within float32's
+    range (NaN fails the comparison), else None (the bulk check then decides, and names the
+    problem). For a few rows only: a Python loop over the values."""
+    for row in rows:
+        if (type(row) is not list and type(row) is not tuple) or len(row) != d:
+            return None
+        for value in row:
+            kind = type(value)
+            if (kind is not float and kind is not int) or not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                return None
+    return np.array(rows, dtype=np.float64)
+
+
 def _bulk_array(rows: list[Any], d: int) -> np.ndarray | None:
     """The (n, d) float64 array when every row is a list of d finite numbers, else None."""
     if not set(map(type, rows)) <= {list, tuple}:
         return None
     if set(map(len, rows)) != {d}:
         return None
-    value_types = set(map(type, itertools.chain.from_iterable(rows)))
-    if not all(_is_number_type(t) for t in value_types):
-        return None
+    values = list(itertools.chain.from_iterable(rows))
+    n = len(values)
+    types = list(map(type, values))
+    n_floats = types.count(float)  # counting identical objects in C: JSON gives floats and ints
+    if n_floats != n and n_floats + types.count(int) != n:
+        if not all(_is_number_type(t) for t in set(types)):
+            return None
     try:  # every value is a number (checked above): fromiter converts them twice as fast as asarray
-        X = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=len(rows) * d)
+        X = np.fromiter(values, dtype=np.float64, count=n)
     except (OverflowError, ValueError, TypeError):
         return None
     X = X.reshape(len(rows), d)
@@ -440,10 +466,12 @@ class ResidentModel:
         """`score_and_label` plus the path that scored: `fast_tree` or `sklearn`."""
         fast = self.fast_scorer
         if fast is not None:
-            scores = fast.decision_function(X)
+            # X comes checked by parse_rows (|x| within float32's range); another caller's X at
+            # worst gets a RuntimeWarning from the cast, with the same values.
+            scores = fast.decision_function(X, in_float32_range=True)
             if scores is not None:  # above the crossover, scikit-learn's compiled tree walk ran
                 path = FAST_PATH if X.shape[0] <= fast.crossover_rows else SKLEARN_PATH
-                return np.where(scores < 0, -1, 1).astype(np.int64), scores, path
+                return np.where(scores < 0, -1, 1).astype(np.int64, copy=False), scores, path
         labels, scores = self._sklearn_score_and_label(X)
         return labels, scores, SKLEARN_PATH
 
@@ -835,7 +863,7 @@ class Runtime:
         shown = scores if scores is None or exact_scores else round_significant(scores)
         answer: dict[str, Any] = {
             "model_version": resident.version,
-            "request_id": uuid.uuid4().hex,
+            "request_id": os.urandom(16).hex(),  # 32 hex digits, as uuid4().hex, without the UUID object
             "n_rows": int(X.shape[0]),
             "labels": [] if summary_only else labels.tolist(),
             "scores": None if summary_only or shown is None else shown.tolist(),

@@ -38,12 +38,15 @@ class FastScorer:
     def crossover_rows(self) -> int:
         return self.forest.crossover_rows
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray | None:
+    def decision_function(self, X: np.ndarray, *, in_float32_range: bool = False) -> np.ndarray | None:
         """Scores of the finite float64 rows X, or None when the scalers made a NaN (the caller
-        then takes scikit-learn's path, which routes missing values its own way)."""
+        then takes scikit-learn's path, which routes missing values its own way).
+        `in_float32_range`: the caller checked that |X| fits float32 (see FastForest)."""
+        if not self.transforms:
+            return self.forest.decision_function(X, in_float32_range=in_float32_range)
         for transform in self.transforms:
             X = transform(X)
-        if self.transforms and np.isnan(X).any():
+        if np.isnan(X).any():
             return None
         return self.forest.decision_function(X)
 

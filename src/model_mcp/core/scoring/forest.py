@@ -128,10 +128,17 @@ class FastForest:
     def n_nodes(self) -> int:
         return int(self.feature.shape[0])
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """IsolationForest.decision_function of the float64 rows X (n, n_features), exactly."""
-        with np.errstate(over="ignore"):
+    def decision_function(self, X: np.ndarray, *, in_float32_range: bool = False) -> np.ndarray:
+        """IsolationForest.decision_function of the float64 rows X (n, n_features), exactly.
+
+        `in_float32_range`: the caller checked |X| <= float32's largest value, so the cast cannot
+        overflow and needs no warning filter (the values are the same either way).
+        """
+        if in_float32_range:
             X32 = np.ascontiguousarray(X, dtype=np.float32)
+        else:
+            with np.errstate(over="ignore"):
+                X32 = np.ascontiguousarray(X, dtype=np.float32)
         if X32.shape[0] > self.crossover_rows:
             depths = self.apply_depths(X32)
         else:
