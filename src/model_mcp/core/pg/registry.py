@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from model_mcp.core.errors import InvalidStateError, ModelMcpError, RegistryCorruptError, StorageError
 from model_mcp.core.pg import REGISTRY_CHANNEL, REGISTRY_LOCK, connect, safe_url
-from model_mcp.core.registry import Snapshot, _copy
+from model_mcp.core.registry import Snapshot
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.logs import get_logger
 
@@ -56,11 +56,12 @@ class PostgresRegistry:
         self._connections: dict[str, psycopg.Connection[Any]] = {}
         self._locks = {"write": threading.RLock(), "read": threading.RLock()}
         self._state = threading.Lock()  # guards the cache fields below
-        self._cache: Snapshot | None = None
+        self._known = False  # the fields below hold what the database held at _cache_generation
+        self._cache_deployed: str | None = None
         self._cache_generation = -1
         self._announced = -1  # the highest generation the listener heard of
         self._listening = False  # the listener is connected and has LISTENed since the cache was taken
-        self._last_good: Snapshot | None = None
+        self._last_good: list[tuple[str, str]] | None = None  # (version, entry JSON) rows
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         self.queries = 0  # registry reads that went to the database (tests and benchmarks count them)
@@ -106,53 +107,58 @@ class PostgresRegistry:
     # --- reading -----------------------------------------------------------------------------------
     def read(self) -> Snapshot:
         """A private copy of the registry as the database holds it now."""
-        return _copy(self._fetch())
+        return self._fetch()
 
     def deployed_version(self) -> str | None:
-        """The deployed version, cheaply: from the current copy, without a query while the listener
-        runs; from the last copy while the database is unreachable. Raises only with no copy at all.
+        """The deployed version, cheaply: without a query while the listener keeps this object's
+        copy current; from the last copy while the database is unreachable (resident models keep
+        serving). Raises only when the database was never reached.
 
-        With one deployed version per model name, the first deployed entry (in the order versions
-        were added), as `Snapshot.deployed` answers."""
+        With one deployed version per model name, the first deployed entry in the order versions
+        were added, as `Snapshot.deployed` answers."""
         self._start_listener()
         with self._state:
-            cached = self._cache if self._listening and self._cache_generation >= self._announced else None
-        if cached is None:
-            try:
-                cached = self._fetch()
-            except StorageError:
-                with self._state:
-                    cached = self._cache
-                if cached is None:
+            if self._known and self._listening and self._cache_generation >= self._announced:
+                return self._cache_deployed
+        try:
+            self._fetch()
+        except StorageError:
+            with self._state:
+                if not self._known:
                     raise
-        deployed = cached.deployed
-        return deployed.version if deployed is not None else None
+        with self._state:
+            return self._cache_deployed
 
     def read_last_good(self) -> Snapshot:
         """The last registry this object read or wrote (for reading tools while the database is unreachable)."""
         with self._state:
-            return _copy(self._last_good) if self._last_good is not None else Snapshot()
+            rows = self._last_good
+        return _snapshot(rows) if rows is not None else Snapshot()
 
     def _fetch(self) -> Snapshot:
         self._start_listener()
 
-        def fetch(connection: psycopg.Connection[Any]) -> tuple[int, Snapshot]:
+        def fetch(connection: psycopg.Connection[Any]) -> tuple[int, list[tuple[str, Any]]]:
             # REPEATABLE READ: the generation and the rows come from one moment.
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             generation = connection.execute("SELECT generation FROM registry_state").fetchone()[0]
-            rows = connection.execute("SELECT version, entry FROM registry_entries ORDER BY position").fetchall()
-            return int(generation), _snapshot(rows)
+            return int(generation), _rows(connection, lock=False)
 
-        generation, snapshot = self._run("read", "reading the registry", fetch)
+        generation, rows = self._run("read", "reading the registry", fetch)
         self.queries += 1
-        self._remember(snapshot, generation)
+        snapshot = _snapshot(rows)
+        self._remember(generation, snapshot, rows)
         return snapshot
 
-    def _remember(self, snapshot: Snapshot, generation: int) -> None:
+    def _remember(self, generation: int, snapshot: Snapshot, rows: list[tuple[str, Any]]) -> None:
+        """Keep what the predict path and read_last_good need: the deployed version and the rows
+        (plain data, never the objects handed to a caller)."""
+        deployed = snapshot.deployed
         with self._state:
             if generation >= self._cache_generation:
-                self._cache, self._cache_generation = snapshot, generation
-                self._last_good = snapshot
+                self._cache_generation, self._known = generation, True
+                self._cache_deployed = deployed.version if deployed is not None else None
+                self._last_good = rows
 
     # --- writing -----------------------------------------------------------------------------------
     def update(self, change: Callable[[Snapshot], T]) -> T:
@@ -167,10 +173,10 @@ class PostgresRegistry:
 
         def apply(connection: psycopg.Connection[Any]) -> None:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
-            rows = connection.execute(
-                "SELECT version, entry FROM registry_entries ORDER BY position FOR UPDATE").fetchall()
+            rows = _rows(connection, lock=True)
             snapshot = _snapshot(rows)
-            before = {version: entry.registry_json() for version, entry in snapshot.entries.items()}
+            # What the rows held, parsed apart from the entries `change` may mutate in place.
+            before = {version: _parse(text) for version, text in rows}
             outcome["result"] = change(snapshot)
             after = {version: entry.registry_json() for version, entry in snapshot.entries.items()}
             for version, data in after.items():
@@ -179,13 +185,18 @@ class PostgresRegistry:
                                             "Nothing was changed.")
             removed = [v for v in before if v not in after]
             changed = {v: d for v, d in after.items() if before.get(v) != d}
+            # Versions leaving `deployed` are written first, so the one-deployed index never sees two
+            # at once; the rest in the snapshot's order (new versions take their places in it).
+            leaving = [v for v, d in changed.items()
+                       if before.get(v, {}).get("status") == "deployed" and d.get("status") != "deployed"]
+            order = leaving + [v for v in changed if v not in leaving]
             generation = None
             if removed or changed:
                 with connection.cursor() as cursor:
                     if removed:
                         cursor.execute("DELETE FROM registry_entries WHERE version = ANY(%s)", (removed,))
-                    # Versions leaving `deployed` first, so the one-deployed index never sees two at once.
-                    for version, data in sorted(changed.items(), key=lambda item: item[1].get("status") == "deployed"):
+                    for version in order:
+                        data = changed[version]
                         cursor.execute(
                             "INSERT INTO registry_entries (version, model_name, status, entry) VALUES (%s, %s, %s, %s) "
                             "ON CONFLICT (version) DO UPDATE SET model_name = excluded.model_name, "
@@ -195,10 +206,11 @@ class PostgresRegistry:
                         "UPDATE registry_state SET generation = generation + 1 RETURNING generation").fetchone()[0]
                     cursor.execute("SELECT pg_notify(%s, %s)", (REGISTRY_CHANNEL, str(generation)))
             outcome["snapshot"], outcome["generation"] = snapshot, generation
+            outcome["rows"] = [(version, json.dumps(data)) for version, data in after.items()]
 
         self._run("write", "changing the registry", apply)
         if outcome["generation"] is not None:
-            self._remember(_copy(Snapshot(entries=outcome["snapshot"].entries, fmt="new")), int(outcome["generation"]))
+            self._remember(int(outcome["generation"]), outcome["snapshot"], outcome["rows"])
         return outcome["result"]
 
     # --- the listener ------------------------------------------------------------------------------
@@ -217,7 +229,7 @@ class PostgresRegistry:
         backoff = 0.2
         while not self._stop.is_set():
             try:
-                with connect(self.url, migrate_schema=False) as connection:
+                with connect(self.url) as connection:
                     connection.execute(f"LISTEN {REGISTRY_CHANNEL}")
                     self._heard(connection.execute("SELECT generation FROM registry_state").fetchone()[0])
                     with self._state:
@@ -248,11 +260,22 @@ class PostgresRegistry:
             self._announced = max(self._announced, int(generation))
 
 
-def _snapshot(rows: list[tuple[str, Any]]) -> Snapshot:
+def _rows(connection: psycopg.Connection[Any], *, lock: bool) -> list[tuple[str, str]]:
+    """(version, entry as JSON text) of every row, in the order versions were added."""
+    return connection.execute("SELECT version, entry::text FROM registry_entries ORDER BY position"
+                              + (" FOR UPDATE" if lock else "")).fetchall()
+
+
+def _parse(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _snapshot(rows: list[tuple[str, str]]) -> Snapshot:
     entries: dict[str, RegistryEntry] = {}
-    for version, data in rows:
+    for version, text in rows:
         try:
-            entries[version] = RegistryEntry.model_validate(data)
+            entries[version] = RegistryEntry.model_validate(_parse(text))
         except ValidationError as exc:
             raise RegistryCorruptError(
                 f"Registry row {version!r} in the database is not a valid entry ({exc.errors()[0]['msg']}). "
