@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
 from model_mcp.core.errors import ModelLoadFailedError, UntrustedModelError
-from model_mcp.core.unpickler import TRUSTED_GLOBALS, check_trusted, load_trusted
+from model_mcp.core.unpickler import MAX_CONTAINER_ITEMS, TRUSTED_GLOBALS, check_trusted, load_trusted
 
 # --- Fixture models ------------------------------------------------------------------------
 
@@ -906,7 +906,7 @@ _CALL_BOMBS = {
     "ndarray": _stack_global("numpy", "ndarray") + _args(((2**27,),)) + b"R",
     # (4096, 1) + (1, 4096) broadcasts to 128 MiB.
     "ufunc_broadcast": _stack_global("numpy", "add") + _arrays_args(np.zeros((4096, 1)), np.zeros((1, 4096))) + b"R",
-    "list_of_array": _stack_global("builtins", "list") + _arrays_args(np.zeros(2**20, dtype=np.uint8)) + b"R",
+    "list_of_array": _stack_global("builtins", "list") + _arrays_args(np.zeros(2**17, dtype=np.uint8)) + b"R",
     "lil_matrix_shape": _stack_global("scipy.sparse._lil", "lil_matrix") + _args(((2**28, 1),)) + b"R",
 }
 
@@ -935,3 +935,57 @@ def test_an_object_array_with_too_few_items_is_refused_not_crashed(tmp_path: Pat
 def test_max_bytes_must_be_a_byte_count(tmp_path: Path, max_bytes: Any) -> None:
     with pytest.raises(ModelLoadFailedError, match="MODEL_MCP_MAX_UNPACKED_BYTES"):
         load_trusted(_write(tmp_path, pickle.dumps(1)), max_bytes=max_bytes)
+
+
+# --- The per-container item cap --------------------------------------------------------------
+
+def test_a_joblib_holding_a_list_past_the_item_cap_is_refused_before_it_is_built(
+    tmp_path: Path, warm_loader: None, models: dict[str, Any]
+) -> None:
+    """A real model whose `offsets_` is a 3,000,000-item list, written as pickle writes lists (APPENDS in
+    batches of 1,000) in a 160 KB compressed joblib: refused once the list would pass
+    MAX_CONTAINER_ITEMS, before its 24 MB of pointers are held."""
+    import copy
+
+    hostile = copy.copy(models["iforest"])
+    hostile.offsets_ = [None] * 7
+    plain = tmp_path / "plain.joblib"
+    joblib.dump(hostile, plain)
+    stream = plain.read_bytes()
+    assert stream.count(b"(NNNNNNNe") == 1
+    stream = stream.replace(b"(NNNNNNNe", (b"(" + b"N" * 1000 + b"e") * 3000)
+    path = _write(tmp_path, zlib.compress(stream, 9))  # joblib's `compress=` format: a zlib stream
+    assert path.stat().st_size < 200_000
+    peak = _peak_of_refusal(path, 2 * 1024 * MIB, refused_for=f"a list of more than {MAX_CONTAINER_ITEMS} items")
+    print(f"item cap: refused with a traced peak of {peak / MIB:.1f} MiB")
+    assert peak < 16 * MIB
+    # The same file with a list of the size real state has loads.
+    small = stream.replace((b"(" + b"N" * 1000 + b"e") * 3000, (b"(" + b"N" * 1000 + b"e") * 2)
+    assert len(load_trusted(_write(tmp_path, zlib.compress(small), "small.joblib")).offsets_) == 2000
+
+
+_CAP = 10_000  # the same checks as at the default cap, at a size quick to build
+_CONTAINER_BOMBS = {
+    # Every one built by a single opcode from the items since a MARK, or by a call from an array.
+    "tuple": (b"(" + b"N" * (_CAP + 1) + b"t", "a tuple"),
+    "list": (b"(" + b"N" * (_CAP + 1) + b"l", "a list"),
+    "frozenset": (b"(" + _ints(_CAP + 1) + b"\x91", "a frozenset"),
+    "dict": (b"(" + b"".join(b"J" + struct.pack("<i", i) + b"N" for i in range(_CAP + 1)) + b"d", "a dict"),
+    "set_items": (b"\x8f(" + _ints(_CAP + 1) + b"\x90", "a set"),
+    "setitems_batches": (b"}" + b"".join(b"(" + b"".join(b"J" + struct.pack("<i", i) + b"N"
+                                                         for i in range(k, k + 5000)) + b"u" for k in (0, 5000, 10000)),
+                         "a dict"),
+    "appends_batches": (b"]" + (b"(" + b"N" * 4000 + b"e") * 3, "a list"),
+    "append_one_by_one": (b"]" + b"Na" * (_CAP + 1), "a list"),
+    "list_of_array": (_stack_global("builtins", "list") + _arrays_args(np.zeros(_CAP + 1, dtype=np.uint8)) + b"R",
+                      "a list"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_CONTAINER_BOMBS))
+def test_every_way_to_build_a_container_is_capped(tmp_path: Path, warm_loader: None, kind: str) -> None:
+    stream, shown = _CONTAINER_BOMBS[kind]
+    path = _write(tmp_path, b"\x80\x04" + stream + b".")
+    with pytest.raises(ModelLoadFailedError, match=f"builds {shown} of more than {_CAP} items"):
+        load_trusted(path, max_items=_CAP)
+    load_trusted(path, max_items=3 * _CAP)  # the same stream under a higher cap loads: the cap refused it

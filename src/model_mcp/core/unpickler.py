@@ -71,7 +71,11 @@ them held 470 MB). So one load gets one budget, charged with:
   size (ufuncs, which broadcast; `numpy.matrix` and numpy scalar types, which convert; builtin
   containers made from an array; scipy's sparse classes given a shape), an upper bound of what
   it makes.
-Going over it answers `model_load_failed` (see `load_trusted`). Measured on the 1 GiB bomb
+Beside the budget, one container may hold at most `MAX_CONTAINER_ITEMS` (1,000,000) items: a list,
+tuple, dict, set or frozenset the stream builds (APPEND(S), SETITEM(S), ADDITEMS, TUPLE, LIST, DICT,
+FROZENSET) or a call makes of an array or a string (`list(array)`), checked before the container is
+made or extended; the largest a trusted model holds is its list of sub-estimators (1,000 for a
+1,000-tree forest). Going over the budget answers `model_load_failed` (see `load_trusted`). Measured on the 1 GiB bomb
 above with a 64 MiB budget: refused in 4 ms, 4 MB more resident (8 MiB traced). What a load
 holds stays under twice the budget, plus up to 9 MiB that joblib's zlib reader inflates ahead
 (8 KiB of input at a time, up to 8 MiB of output) and the transient copies pickle makes while
@@ -398,6 +402,14 @@ _OBJECT_PER_ELEMENT_COST = 128
 _NUMPY_ELEMENT_COST = 32
 
 
+# Items one list, tuple, dict, set or frozenset of the stream may hold (a builtin container made by
+# a call from an array or a string too), refused before the container grows past it. The largest
+# container in a trusted estimator's state is its list of sub-estimators or an object array's items:
+# 1,000 in a 1,000-tree IsolationForest, 22 to 50 in the fixture models; arrays of numbers are
+# stored outside the pickle's containers.
+MAX_CONTAINER_ITEMS = 1_000_000
+
+
 class _Budget:
     """The bytes one load may materialize, and how many it has used.
 
@@ -407,13 +419,24 @@ class _Budget:
     `prepaid` lets the stream reads that fill it through.
     """
 
-    __slots__ = ("limit", "used", "prepaid", "name")
+    __slots__ = ("limit", "used", "prepaid", "name", "max_items")
 
-    def __init__(self, limit: int | None, name: str) -> None:
+    def __init__(self, limit: int | None, name: str, max_items: int = MAX_CONTAINER_ITEMS) -> None:
         self.limit = sys.maxsize if limit is None else limit
         self.used = 0
         self.prepaid = 0
         self.name = name
+        self.max_items = max_items
+
+    def check_items(self, target: Any, adding: int) -> None:
+        """Refuse before a builtin container grows past `max_items` (other targets are not sized)."""
+        held = len(target) if type(target) in _CONTAINER_TYPES else 0
+        if held + adding > self.max_items:
+            kind = type(target).__name__ if type(target) in _CONTAINER_TYPES else "container"
+            raise ModelLoadFailedError(
+                f"{self.name} builds a {kind} of more than {self.max_items} items, more than any trusted "
+                "model state holds (a model's largest is its list of sub-estimators), so it was not loaded."
+            )
 
     def charge(self, nbytes: int) -> None:
         self.used += nbytes
@@ -616,6 +639,18 @@ _reconstruct_cache: Any = None
 _CONTAINER_TYPES: tuple[type, ...] = (list, tuple, set, frozenset, dict, collections.OrderedDict)
 
 
+def _container_call_items(args: tuple[Any, ...]) -> int:
+    """Items a builtin container call makes of an array (its first axis), a string or a container."""
+    numpy = sys.modules.get("numpy")
+    items = 0
+    for arg in args:
+        if numpy is not None and isinstance(arg, numpy.ndarray):
+            items += len(arg) if arg.ndim else 1
+        elif isinstance(arg, (str, bytes, bytearray, *_CONTAINER_TYPES)):
+            items += len(arg)
+    return items
+
+
 def _call_nbytes(func: Any, args: Any, kwargs: Any) -> int:
     """Bytes a trusted call may allocate beyond its arguments, estimated before it runs.
 
@@ -739,54 +774,80 @@ class _RestrictedPolicy:
         self._budget.charge(entries * _DICT_ENTRY_COST)
 
     def _load_reduce(self) -> None:
+        self._check_call_items(self.stack[-2], self.stack[-1])
         self._budget.charge(_call_nbytes(self.stack[-2], self.stack[-1], {}))
         pickle._Unpickler.load_reduce(self)  # type: ignore[attr-defined]
         if isinstance(self.stack[-1], (str, bytes, bytearray)):  # `_codecs.encode`'s bytes, `str(x)`
             self._budget.charge(sys.getsizeof(self.stack[-1]))
 
     def _load_newobj(self) -> None:
+        self._check_call_items(self.stack[-2], self.stack[-1])
         self._budget.charge(_call_nbytes(self.stack[-2], self.stack[-1], {}))
         pickle._Unpickler.load_newobj(self)  # type: ignore[attr-defined]
 
     def _load_newobj_ex(self) -> None:
+        self._check_call_items(self.stack[-3], self.stack[-2])
         self._budget.charge(_call_nbytes(self.stack[-3], self.stack[-2], self.stack[-1]))
         pickle._Unpickler.load_newobj_ex(self)  # type: ignore[attr-defined]
 
+    def _check_call_items(self, func: Any, args: Any) -> None:
+        """`list(array)`, `dict(...)`, `tuple(text)`: the container a call makes, before it does."""
+        if func in _CONTAINER_TYPES and isinstance(args, tuple):
+            self._budget.check_items(func(), _container_call_items(args))
+
     def _instantiate(self, klass: Any, args: Any) -> None:
         """OBJ and INST (protocols 0 and 1) call `klass(*args)` through here."""
+        self._check_call_items(klass, tuple(args))
         self._budget.charge(_call_nbytes(klass, tuple(args), {}))
         pickle._Unpickler._instantiate(self, klass, args)  # type: ignore[attr-defined]
 
+    # The item cap: `self.stack` holds the items since the topmost MARK (pickle moves the rest to
+    # metastack), so each check runs before the container is made or extended by them.
     def _load_append(self) -> None:
         self._guard_target(self.stack[-2])
+        self._budget.check_items(self.stack[-2], 1)
         pickle._Unpickler.load_append(self)  # type: ignore[attr-defined]
 
     def _load_appends(self) -> None:
         self._guard_target(self._mark_target())
+        self._budget.check_items(self._mark_target(), len(self.stack))
         pickle._Unpickler.load_appends(self)  # type: ignore[attr-defined]
 
     def _load_setitem(self) -> None:
         self._guard_target(self.stack[-3])
+        self._budget.check_items(self.stack[-3], 1)
         self._budget.charge(_DICT_ENTRY_COST)
         pickle._Unpickler.load_setitem(self)  # type: ignore[attr-defined]
 
     def _load_setitems(self) -> None:
         self._guard_target(self._mark_target())
+        self._budget.check_items(self._mark_target(), len(self.stack) // 2)
         self._budget.charge(len(self.stack) // 2 * _DICT_ENTRY_COST)  # the items since the MARK
         pickle._Unpickler.load_setitems(self)  # type: ignore[attr-defined]
 
     def _load_additems(self) -> None:
         self._guard_target(self._mark_target())
+        self._budget.check_items(self._mark_target(), len(self.stack))
         self._budget.charge(len(self.stack) * _SET_ENTRY_COST)
         pickle._Unpickler.load_additems(self)  # type: ignore[attr-defined]
 
     def _load_dict(self) -> None:
+        self._budget.check_items({}, len(self.stack) // 2)
         self._budget.charge(len(self.stack) // 2 * _DICT_ENTRY_COST)
         pickle._Unpickler.load_dict(self)  # type: ignore[attr-defined]
 
     def _load_frozenset(self) -> None:
+        self._budget.check_items(frozenset(), len(self.stack))
         self._budget.charge(len(self.stack) * _SET_ENTRY_COST)
         pickle._Unpickler.load_frozenset(self)  # type: ignore[attr-defined]
+
+    def _load_tuple(self) -> None:
+        self._budget.check_items((), len(self.stack))
+        pickle._Unpickler.load_tuple(self)  # type: ignore[attr-defined]
+
+    def _load_list(self) -> None:
+        self._budget.check_items([], len(self.stack))
+        pickle._Unpickler.load_list(self)  # type: ignore[attr-defined]
 
     def _load_ext(self) -> None:
         raise UntrustedModelError(
@@ -806,6 +867,8 @@ class _RestrictedPolicy:
         table[pickle.ADDITEMS[0]] = cls._load_additems
         table[pickle.DICT[0]] = cls._load_dict
         table[pickle.FROZENSET[0]] = cls._load_frozenset
+        table[pickle.TUPLE[0]] = cls._load_tuple
+        table[pickle.LIST[0]] = cls._load_list
         table[pickle.REDUCE[0]] = cls._load_reduce
         table[pickle.NEWOBJ[0]] = cls._load_newobj
         table[pickle.NEWOBJ_EX[0]] = cls._load_newobj_ex
@@ -931,17 +994,18 @@ def _describe_failure(exc: BaseException) -> str:
     return detail
 
 
-def _checked_budget(max_bytes: Any, path: Path) -> _Budget:
+def _checked_budget(max_bytes: Any, path: Path, max_items: int = MAX_CONTAINER_ITEMS) -> _Budget:
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
         raise ModelLoadFailedError(
             f"The configured unpacked-size limit {max_bytes!r} is not a byte count; fix "
             "MODEL_MCP_MAX_UNPACKED_BYTES."
         )
     name = path.name if path.name.isprintable() and 0 < len(path.name) <= 100 else "The model file"
-    return _Budget(max_bytes, name)
+    return _Budget(max_bytes, name, max_items)
 
 
-def load_trusted(path: str | Path, extra_trusted: Iterable[_Pair] = (), *, max_bytes: int | None = None) -> Any:
+def load_trusted(path: str | Path, extra_trusted: Iterable[_Pair] = (), *, max_bytes: int | None = None,
+                 max_items: int = MAX_CONTAINER_ITEMS) -> Any:
     """Load a joblib file (compressed or not, or a plain pickle) resolving only trusted globals.
 
     Raises `UntrustedModelError` naming `module.name` when the file refers to anything outside
@@ -955,11 +1019,12 @@ def load_trusted(path: str | Path, extra_trusted: Iterable[_Pair] = (), *, max_b
     (its size, members, ratios), which was within its limits; what fails is unpacking the
     model inside it, and the contract reports every model that does not load as
     `model_load_failed`, which is also what a client sees for the same model as a folder.
+    `max_items` caps every container the stream builds (`MAX_CONTAINER_ITEMS` unless a test asks less).
     """
     path = Path(path)
     try:
         trusted = _default_trusted() | _normalize_extra(extra_trusted)
-        return _load(path, trusted, _checked_budget(max_bytes, path))
+        return _load(path, trusted, _checked_budget(max_bytes, path, max_items))
     except ModelMcpError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes model_load_failed
