@@ -274,3 +274,62 @@ def test_history_records_and_reads_like_the_file_trail(pg_url: str, pg_relay) ->
     assert [e["event"] for e in away.events(version="v9")] == ["import"]
     history.close()
     away.close()
+
+
+_KILLED_MID_UPDATE = """
+import sys, time
+from model_mcp.core.pg.registry import PostgresRegistry
+from model_mcp.core.schemas import RegistryEntry
+
+registry = PostgresRegistry(sys.argv[1], listen=False)
+
+def change(snapshot):
+    snapshot.entries["half"] = RegistryEntry(version="half", path="models/half", model_name="net",
+                                             status="deployed")
+    snapshot.entries["v1"].status = "available"
+    print("inside", flush=True)
+    time.sleep(60)  # killed here, inside the transaction, holding the registry's lock
+
+registry.update(change)
+"""
+
+
+def test_a_replica_killed_mid_update_leaves_nothing_half_done_and_frees_the_lock(registries, pg_url: str) -> None:
+    import signal
+
+    registry = registries(lock_timeout_s=20)
+    registry.update(add_entry("v1", model_name="net", status="deployed"))
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_MID_UPDATE, pg_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "inside"
+        # Another replica's change waits for the lock, then goes through once the killed one is gone.
+        waiter = threading.Thread(target=lambda: registry.update(add_entry("v2", model_name="net")))
+        waiter.start()
+        time.sleep(0.3)
+        assert waiter.is_alive()  # it is waiting, not writing beside the other change
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        waiter.join(timeout=15)
+        assert not waiter.is_alive()
+    finally:
+        child.kill()
+    entries = registry.read().entries
+    assert "half" not in entries and entries["v1"].status == "deployed" and "v2" in entries
+
+
+def test_a_change_waiting_too_long_for_the_lock_is_a_storage_error_with_nothing_changed(registries, pg_url: str) -> None:
+    import psycopg
+
+    from model_mcp.core.pg import REGISTRY_LOCK
+
+    registry = registries(lock_timeout_s=0.5)
+    registry.update(add_entry("v1"))
+    with psycopg.connect(pg_url) as holder:  # another session holding the registry's lock
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="held the lock for more than 0.5 s") as caught:
+            registry.update(add_entry("v2"))
+        assert caught.value.code == "storage_error" and time.monotonic() - started < 10
+    assert list(registry.read().entries) == ["v1"]
+    registry.update(add_entry("v2"))  # the lock released, the next change goes through
+    assert list(registry.read().entries) == ["v1", "v2"]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 CONNECT_TIMEOUT_S = 5
+IDLE_IN_TRANSACTION_S = 120
 # pg_advisory_xact_lock keys (bigint); one per purpose, fixed for the lifetime of the schema.
 MIGRATION_LOCK = 0x6D6D6370_00000001
 REGISTRY_LOCK = 0x6D6D6370_00000002
@@ -49,6 +50,10 @@ def connect(url: str, *, autocommit: bool = True, migrate_schema: bool = True) -
                                  # A server that vanished (no RST) is noticed in ~10 s, not hours.
                                  keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
     try:
+        # A replica stopped in the middle of a transaction (SIGSTOP, a debugger) must not hold the
+        # registry's lock for ever: the server ends such a session, and its transaction rolls back.
+        connection.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                           (f"{IDLE_IN_TRANSACTION_S * 1000}",))
         if migrate_schema:
             migrate(connection)
     except BaseException:

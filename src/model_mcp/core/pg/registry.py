@@ -49,8 +49,9 @@ def unreachable(exc: Exception, doing: str) -> StorageError:
 
 
 class PostgresRegistry:
-    def __init__(self, url: str, *, listen: bool = True, poll_s: float = 1.0) -> None:
+    def __init__(self, url: str, *, listen: bool = True, poll_s: float = 1.0, lock_timeout_s: float = 30.0) -> None:
         self.url = url
+        self.lock_timeout_s = lock_timeout_s
         self.listen = listen
         self.poll_s = poll_s
         self._connections: dict[str, psycopg.Connection[Any]] = {}
@@ -82,6 +83,10 @@ class PostgresRegistry:
                     return fn(connection)
             except psycopg.errors.IntegrityError as exc:
                 raise _refused(exc) from None
+            except psycopg.errors.LockNotAvailable as exc:
+                raise StorageError(f"Another replica's registry change held the lock for more than "
+                                   f"{self.lock_timeout_s:g} s while {doing}. Nothing was changed; "
+                                   "try again.") from exc
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop(role)
                 raise unreachable(exc, doing) from exc
@@ -172,6 +177,8 @@ class PostgresRegistry:
         outcome: dict[str, Any] = {}
 
         def apply(connection: psycopg.Connection[Any]) -> None:
+            # Waiting for other replicas' changes is bounded: a stuck one fails this call, not the server.
+            connection.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(self.lock_timeout_s * 1000)}",))
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (REGISTRY_LOCK,))
             rows = _rows(connection, lock=True)
             snapshot = _snapshot(rows)
