@@ -16,8 +16,9 @@ import pytest
 from model_mcp.core.errors import InvalidStateError, NotFoundError, StorageError
 from model_mcp.core.pg.history import PostgresHistory
 from model_mcp.core.pg.registry import PostgresRegistry
-from model_mcp.core.registry import Snapshot
+from model_mcp.core.registry import Registry, Snapshot
 from model_mcp.core.schemas import RegistryEntry
+from model_mcp.core.store import Store
 from tests.postgres import query
 
 
@@ -53,6 +54,46 @@ def deploy(version: str) -> Callable[[Snapshot], None]:
         target.status = "deployed"
 
     return change
+
+
+@pytest.fixture(params=["registry.json", "postgresql"])
+def either(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Registry | PostgresRegistry]:
+    """Opens another registry object on the same data, file home or database: the shared contract."""
+    if request.param == "registry.json":
+        return lambda: Registry(Store(tmp_path / "home"))
+    make = request.getfixturevalue("registries")
+    return make
+
+
+def test_both_backends_answer_alike(either) -> None:
+    """The contract the use cases rely on, whichever backend they run on."""
+    registry = either()
+    assert registry.read().entries == {} and registry.deployed_version() is None
+    assert registry.read_last_good().entries == {}
+    for version in ("v3", "v1", "v2"):
+        assert registry.update(add_entry(version, model_name="net", status="available", owner="team-a")) == version
+    registry.update(deploy("v1"))
+    other = either()  # another process or replica
+    snapshot = other.read()
+    assert list(snapshot.entries) == ["v3", "v1", "v2"]
+    assert snapshot.deployed.version == "v1" and other.deployed_version() == "v1"
+    assert snapshot.entries["v3"].model_extra == {"owner": "team-a"}
+    snapshot.entries["v3"].status = "archived"  # a private copy: changing it changes nothing stored
+    assert other.read().entries["v3"].status == "available"
+    assert list(other.read_last_good().entries) == ["v3", "v1", "v2"]
+
+    def failing(s: Snapshot) -> None:
+        s.entries["v2"].status = "deployed"
+        s.entries.pop("v3")
+        raise NotFoundError("no such thing")
+
+    with pytest.raises(NotFoundError):
+        registry.update(failing)
+    assert {v: e.status for v, e in either().read().entries.items()} == {
+        "v3": "available", "v1": "deployed", "v2": "available"}
+    registry.update(lambda s: s.entries.pop("v2"))
+    registry.update(deploy("v3"))
+    assert list(either().read().entries) == ["v3", "v1"] and either().deployed_version() == "v3"
 
 
 def test_entries_round_trip_in_order_with_one_row_per_version(registries, pg_url: str) -> None:
