@@ -170,3 +170,27 @@ def test_a_block_boundary_next_to_a_line_end_reads_whole_lines(tmp_path: Path, b
     assert events[-1]["version"] == "big"
     assert events[-1]["detail"] == "y" * (big_length - overhead)
     assert [e["version"] for e in events[:-1]] == [f"v{i:05d}" for i in reversed(range(200))]
+
+
+def test_tally_follows_the_trail_across_rotations_and_leaves_a_partial_line(tmp_path: Path) -> None:
+    history = History(tmp_path / "home" / "history.jsonl", segment_bytes=4096)
+    position, counts = history.tally_from(0)
+    assert counts == {} and not position.afresh
+    total = 0
+    for burst in (3, 40, 5, 60):
+        for _ in range(burst):
+            history.record("validate", version="v1", outcome="passed", detail="x" * 100)
+        with open(history.path, "ab") as handle:  # a writer caught mid-line: counted once complete
+            handle.write(b'{"event":"import","outco')
+        position, counts = history.tally_from(position)
+        total += burst
+        assert counts == {("validate", "passed"): burst}, burst
+        assert not position.afresh
+        with open(history.path, "ab") as handle:
+            handle.write(b'me":"ok"}\n')
+        position, counts = history.tally_from(position)
+        assert counts == {("import", "ok"): 1}
+    assert len(history.segments()) > 3  # it did rotate, several times within one burst
+    history.path.write_bytes(b'{"event":"delete","outcome":"ok"}\n')  # shortened by hand
+    position, counts = history.tally_from(position)
+    assert counts == {("delete", "ok"): 1} and position.afresh

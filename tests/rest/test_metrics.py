@@ -60,3 +60,37 @@ async def test_metrics_count_predicts_rows_anomalies_errors_and_lifecycle_events
     again = samples_of((await api.get("/metrics")).text)
     assert again[("model_mcp_lifecycle_events_total", (("event", "import"), ("outcome", "ok")))] == 1
     assert again[("model_mcp_lifecycle_events_total", (("event", "validate"), ("outcome", "passed")))] == 1
+
+
+async def test_lifecycle_counters_miss_no_audit_line_across_rotations(make_api, packages):
+    """The trail rotates into history-<n>.jsonl segments (4 KiB each here): the lines written before a
+    rotation that the last scrape had not read, and every segment rotated in between, are counted."""
+    lifecycle = "model_mcp_lifecycle_events_total"
+    async with make_api(history_segment_bytes=4096) as api:
+        home = api.manager.settings.home
+        await imported(api, packages, "v1")
+        await api.post(f"{API}/models/v1/deploy")
+        first = samples_of((await api.get("/metrics")).text)
+        assert first[(lifecycle, (("event", "import"), ("outcome", "ok")))] == 1
+        validated = 0
+        for expected_segments in (1, 3):  # one rotation, then two more between two scrapes
+            while len(list(home.glob("history-[0-9]*.jsonl"))) < expected_segments:
+                assert (await api.post(f"{API}/models/v1/validate", json={"deep": False})).status_code == 200
+                validated += 1
+            await api.post(f"{API}/models/v1/validate", json={"deep": False})  # one line in the new segment
+            validated += 1
+            got = samples_of((await api.get("/metrics")).text)
+            assert got[(lifecycle, (("event", "validate"), ("outcome", "passed")))] == validated
+            assert got[(lifecycle, (("event", "import"), ("outcome", "ok")))] == 1
+            assert got[(lifecycle, (("event", "deploy"), ("outcome", "ok")))] == 1
+        assert validated > 30
+        # What the trail holds, read whole, agrees with the counters.
+        on_disk = sum(p.read_text().count('"event":"validate"') for p in api.manager.history.segments())
+        assert on_disk == validated
+        # A trail replaced by hand is counted afresh (a counter reset to Prometheus), not added on top.
+        for segment in api.manager.history.segments():
+            segment.unlink()
+        api.manager.history.record("delete", version="v0", outcome="ok")
+        got = samples_of((await api.get("/metrics")).text)
+        assert {k: v for k, v in got.items() if k[0] == lifecycle} == {
+            (lifecycle, (("event", "delete"), ("outcome", "ok"))): 1}

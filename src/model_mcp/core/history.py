@@ -33,6 +33,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,30 +137,52 @@ class History:
                 break
         return found
 
-    def tally_from(self, offset: int) -> tuple[int, dict[tuple[str, str], int]]:
-        """Events by (event, outcome) in the lines written since byte `offset`; and the new offset.
+    def tally_from(self, position: TallyCursor | int) -> tuple[TallyCursor, dict[tuple[str, str], int]]:
+        """Events by (event, outcome) in the lines written since `position`; and the new position.
 
-        For counters that must not reread a year of history at every metrics scrape: the caller
-        keeps the offset. A torn or partial last line is left for the next call. A file shorter
-        than `offset` (replaced by hand) is counted again from its start.
+        For counters that must not reread a year of history at every metrics scrape: the caller keeps
+        the position, a cursor naming the file (by inode) and the offset in it (an int is an offset in
+        the current file: 0 counts the current segment, as a first call does). When that file was
+        rotated into `history-<n>.jsonl` since, the rest of it, any segment rotated after it and the
+        new current file are read, so no line is missed or counted twice across rotations. A torn or
+        partial last line of the current file is left for the next call. When the trail was replaced
+        by hand (the cursor's file is gone, or the file is shorter than the offset), the current file
+        is counted from its start and the new cursor says `afresh`: the caller drops its totals.
         """
+        cursor = position if isinstance(position, TallyCursor) else TallyCursor(inode=None, offset=position)
         counts: dict[tuple[str, str], int] = {}
         try:
-            with open(self.path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size < offset:
-                    offset = 0
-                handle.seek(offset)
-                data = handle.read(size - offset)
+            current = open(self.path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
-            return 0, counts
-        complete = data.rfind(b"\n") + 1
-        for raw in data[:complete].split(b"\n"):
-            entry = _parse(raw)
-            if entry is not None:
-                key = (str(entry.get("event")), str(entry.get("outcome")))
-                counts[key] = counts.get(key, 0) + 1
-        return offset + complete, counts
+            return TallyCursor(afresh=cursor.inode is not None), counts
+        with current:
+            stat = os.fstat(current.fileno())
+            start, afresh = cursor.offset, False
+            if cursor.inode is not None and cursor.inode != stat.st_ino:
+                start, rotated = 0, self._rotated_since(cursor.inode, skip=stat.st_ino)
+                if rotated is None:
+                    afresh = True  # the file the cursor was in is gone: not a rotation
+                for index, path in enumerate(rotated or []):
+                    _tally(path, cursor.offset if index == 0 else 0, counts, whole=True)
+            if stat.st_size < start:  # shortened in place: count it afresh
+                start, afresh = 0, True
+            end = _tally_handle(current, start, stat.st_size, counts, whole=False)
+        return TallyCursor(inode=stat.st_ino, offset=end, afresh=afresh), counts
+
+    def _rotated_since(self, inode: int, *, skip: int) -> list[Path] | None:
+        """The segment whose inode is `inode` and every segment rotated after it, oldest first
+        (the current file, `skip`, left out if it was rotated while we read); None when none is."""
+        found: list[Path] | None = None
+        for _, path in sorted(self._segments()):
+            try:
+                segment_inode = path.stat().st_ino
+            except FileNotFoundError:
+                continue
+            if found is None and segment_inode == inode:
+                found = [path]
+            elif found is not None and segment_inode != skip:
+                found.append(path)
+        return found
 
     def segments(self) -> list[Path]:
         """Every file of the trail, oldest first (the current one last)."""
@@ -209,6 +232,52 @@ class History:
                             yield entry, raw.rstrip(b"\n")
             except FileNotFoundError:
                 continue
+
+
+@dataclass(frozen=True)
+class TallyCursor:
+    """Where `History.tally_from` stopped: the file (by inode) and the byte offset in it; `afresh`
+    when that call counted the trail from its start again (it had been replaced)."""
+
+    inode: int | None = None
+    offset: int = 0
+    afresh: bool = False
+
+
+def _tally(path: Path, offset: int, counts: dict[tuple[str, str], int], *, whole: bool) -> None:
+    try:
+        with open(path, "rb") as handle:
+            _tally_handle(handle, offset, os.fstat(handle.fileno()).st_size, counts, whole=whole)
+    except FileNotFoundError:
+        return
+
+
+def _tally_handle(handle: Any, offset: int, size: int, counts: dict[tuple[str, str], int], *,
+                  whole: bool) -> int:
+    """Count the lines from `offset` to `size` (a rotated segment `whole`: its last line too); answers
+    the offset after the last complete line. Read in blocks, so a large segment costs no large buffer."""
+    handle.seek(offset)
+    position, pending = offset, b""
+    while position < size:
+        block = handle.read(min(_BLOCK * 16, size - position))
+        if not block:
+            break
+        position += len(block)
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        for raw in lines:
+            _count(raw, counts)
+    if whole:
+        _count(pending, counts)
+        return position
+    return position - len(pending)
+
+
+def _count(raw: bytes, counts: dict[tuple[str, str], int]) -> None:
+    entry = _parse(raw)
+    if entry is not None:
+        key = (str(entry.get("event")), str(entry.get("outcome")))
+        counts[key] = counts.get(key, 0) + 1
 
 
 def _append(path: Path, line: bytes) -> None:

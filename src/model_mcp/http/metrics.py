@@ -5,8 +5,8 @@ anomalies and a cumulative latency histogram per deployment (`Runtime.counters()
 turns those into metric families when Prometheus scrapes. Errors by code come from
 `core/refusals.py` (counted where the MCP and REST edges map errors). Lifecycle events (imports,
 validations, deploys, rollbacks, deletes, transfers) are counted from the audit trail, reading only
-the lines added since the last scrape, so they cover every process sharing the home and survive
-restarts.
+the lines added since the last scrape (also across the trail's rotation into `history-<n>.jsonl`
+segments), so they cover every process sharing the home. A restart counts from the current segment.
 
 Families (all prefixed `model_mcp_`):
   predict_latency_seconds{version}            histogram, since that version's install
@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from model_mcp.core.history import TallyCursor
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.refusals import refusal_counts
 from model_mcp.core.runtime import LATENCY_BUCKETS_MS
@@ -41,7 +42,7 @@ class ModelMcpCollector(Collector):
     def __init__(self, manager: ModelManager) -> None:
         self.manager = manager
         self._lock = threading.Lock()
-        self._history_offset = 0
+        self._history_position: TallyCursor | int = 0  # History's cursor, or the last id PostgresHistory counted
         self._events: dict[tuple[str, str], int] = {}
 
     def collect(self) -> Iterator[Metric]:
@@ -65,10 +66,11 @@ class ModelMcpCollector(Collector):
 
     def _lifecycle(self) -> dict[tuple[str, str], int]:
         with self._lock:  # two scrapes at once must not count the same lines twice
-            offset, counts = self.manager.history.tally_from(self._history_offset)
-            if offset < self._history_offset:  # the file was replaced: count it afresh
+            # Across rotations of the trail: the rest of the rotated segment, then the new one.
+            position, counts = self.manager.history.tally_from(self._history_position)
+            if _counted_afresh(self._history_position, position):  # the trail was replaced by hand
                 self._events = {}
-            self._history_offset = offset
+            self._history_position = position
             for key, count in counts.items():
                 self._events[key] = self._events.get(key, 0) + count
             return dict(self._events)
@@ -112,6 +114,14 @@ class ModelMcpCollector(Collector):
                 if d.get(key) is not None:
                     family.add_metric(version, float(d[key]) * scale)
         yield from (latency, requests, rows, failed, anomalies, rate, info, memory, file_bytes, load)
+
+
+def _counted_afresh(before: TallyCursor | int, after: TallyCursor | int) -> bool:
+    """Whether a tally started the trail again from its beginning: the file trail's cursor says so;
+    a table's last id went down."""
+    if isinstance(after, TallyCursor):
+        return after.afresh
+    return isinstance(before, int) and after < before
 
 
 def build_registry(manager: ModelManager) -> CollectorRegistry:
