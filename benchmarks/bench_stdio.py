@@ -13,7 +13,10 @@ Prints p50/p95, the calls interleaved in each repeat, of:
 - raw scikit-learn `decision_function` on the same model in this process;
 the bytes of a 1,000-row predict answer on the wire (default, exact_scores, summary_only, and the
 answer as it was before lean answers: full-precision scores, plus the same data again as indented
-JSON text), and the time from spawn to the `initialize` answer and to the first predict answer.
+JSON text), and the time from spawn to the `initialize` answer and to the first predict answer,
+beside two floors measured in the same run (median of 3 spawns each): a bare `python -c pass`
+and a Python that only imports the MCP SDK's server (`mcp.server`, `mcp.server.mcpserver`), which
+any server built on this SDK pays before it can answer anything.
 
 Targets (issue 13): a one-row predict within 0.3 ms of list_models(limit=1) at p50; a 1,000-row
 answer at least 60 % smaller than before; the first predict under 0.5 s from spawn.
@@ -55,6 +58,18 @@ server.run("stdio")
 '''
 
 
+def spawn_ms(code: str) -> float:
+    """Median wall time of 3 spawns of this Python running `code`, in ms."""
+    import subprocess
+
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
@@ -87,6 +102,8 @@ async def main() -> None:
     def wire_bytes(result) -> int:  # the result as the server sends it: compact JSON
         return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
 
+    floor_python = spawn_ms("pass")
+    floor_sdk = spawn_ms("import mcp.server, mcp.server.mcpserver")
     started = time.perf_counter()
     with open(os.devnull, "w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
@@ -126,6 +143,9 @@ async def main() -> None:
 
     print(f"spawn -> initialize answered: {initialized * 1000:7.0f} ms")
     print(f"spawn -> first predict answered (model loaded at start): {first_predict * 1000:7.0f} ms")
+    print(f"floors in this run: python -c pass {floor_python:.0f} ms; importing the MCP SDK's server {floor_sdk:.0f} ms")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.2f}")
     print()
     print(f"{'rows':>6} | {'list_models p50':>15} {'p95':>7} | {'echo p50':>9} {'p95':>7} | {'predict p50':>11} "
           f"{'p95':>7} | {'raw sklearn p50':>15}")

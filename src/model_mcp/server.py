@@ -165,6 +165,9 @@ class _Server(MCPServer):
                 tool.output_schema = lean_schema(tool.output_schema, output=True)
         return tools
 
+    # Called after each tool call (build_server sets it): lets the start's full model load begin.
+    after_call: Callable[[], None] | None = None
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
             return await super().call_tool(name, arguments, context)
@@ -175,6 +178,9 @@ class _Server(MCPServer):
                 accepted = accepted_names(tool.fn_metadata.arg_model) if tool is not None else []
                 raise ToolError(f"[invalid_input] {describe_argument_errors(cause, accepted)}") from cause
             raise
+        finally:
+            if self.after_call is not None:
+                self.after_call()
 
 
 VersionArg = Annotated[str | None, Field(description="Default: the deployed version.")]
@@ -234,6 +240,7 @@ def build_server(manager: ModelManager) -> MCPServer:
         subscriptions=bus,
         lifespan=_alert_notifications(manager, bus),
     )
+    server.after_call = manager.release_full_load
     read_only = manager.settings.read_only
 
     # --- import and registry -----------------------------------------------------------------

@@ -88,3 +88,46 @@ def test_deleting_a_version_removes_its_saved_scorer(home: Path, packages) -> No
     assert sorted(p.name for p in (home / "scoring").iterdir()) == ["v1.json", "v1.npz", "v2.json", "v2.npz"]
     manager.delete_model(version="v1")
     assert sorted(p.name for p in (home / "scoring").iterdir()) == ["v2.json", "v2.npz"]
+
+
+@pytest.mark.anyio
+async def test_at_a_start_the_full_model_loads_after_the_first_answered_tool_call(home: Path, packages) -> None:  # type: ignore[no-untyped-def]
+    """The saved scorer serves at once; scikit-learn's import and the unpickling wait for a first
+    tool call to be answered (they would only slow `initialize` and the first predict), then run."""
+    from mcp import Client
+
+    from model_mcp.server import build_server
+
+    model = _deployed(home, packages, kind="iforest").runtime.current.estimator
+    restarted = ModelManager(Settings(home=home))
+    restarted.start()
+    restarted.full_load_defer_s = 120.0  # far beyond the test: only the tool call may release the load
+    thread = restarted.load_deployed_in_background()
+    assert thread is not None
+    for _ in range(2000):  # the saved scorer is installed within milliseconds; wait for it, not for time
+        if restarted.runtime.current is not None:
+            break
+        thread.join(0.01)
+    assert isinstance(restarted.runtime.current.estimator, SavedScorerModel)
+    thread.join(0.2)
+    assert thread.is_alive() and isinstance(restarted.runtime.current.estimator, SavedScorerModel)
+
+    rows = samples.sample_rows(3, seed=4)
+    async with Client(build_server(restarted)) as client:
+        result = await client.call_tool("predict", {"rows": rows, "exact_scores": True})
+        assert result.structured_content["scores"] == model.decision_function(np.asarray(rows)).tolist()
+        thread.join(60)
+        assert not thread.is_alive()
+        assert not isinstance(restarted.runtime.current.estimator, SavedScorerModel)
+        assert restarted.performance_report().n_requests == 1  # the same installation, figures kept
+
+
+def test_without_any_tool_call_the_full_model_still_loads(home: Path, packages) -> None:  # type: ignore[no-untyped-def]
+    _deployed(home, packages, kind="iforest")
+    restarted = ModelManager(Settings(home=home))
+    restarted.start()
+    restarted.full_load_defer_s = 0.05
+    thread = restarted.load_deployed_in_background()
+    assert thread is not None
+    thread.join(60)
+    assert not thread.is_alive() and not isinstance(restarted.runtime.current.estimator, SavedScorerModel)

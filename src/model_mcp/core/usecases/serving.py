@@ -35,8 +35,15 @@ from model_mcp.logs import get_logger
 log = get_logger(__name__)
 
 
+# At most this long after a start, with the saved scorer serving, the full model's load waits for
+# a first tool call to be answered.
+FULL_LOAD_DEFER_S = 2.0
+
+
 class ServingCases(UseCaseBase):
     """deploy, rollback, predict, performance_report, and loading the deployed model."""
+
+    full_load_defer_s = FULL_LOAD_DEFER_S
 
     # --- serving: the resident model -----------------------------------------------------------
     def load_deployed_in_background(self) -> threading.Thread | None:
@@ -44,6 +51,11 @@ class ServingCases(UseCaseBase):
 
         Predicts that arrive meanwhile wait for the load (Runtime.begin_loading). A failure is logged
         and shown by list_models and performance_report; the server keeps running.
+
+        When the scorer saved at deploy serves at once (numpy only), the full model (scikit-learn's
+        import and the unpickling: most of a second of work holding the GIL) waits until a first tool
+        call has been answered (`release_full_load`), or FULL_LOAD_DEFER_S at most: until then it
+        would only slow the `initialize` answer and the first predict, on two cores.
         """
         try:
             snapshot, problem = self.read_registry_for_reading()
@@ -56,13 +68,24 @@ class ServingCases(UseCaseBase):
         if deployed is None:
             return None
         self.runtime.begin_loading(deployed.version)
+        self._full_load_release = threading.Event()
         thread = threading.Thread(target=self._load_into_runtime, args=(deployed,), name="load-deployed",
                                   daemon=True)
         thread.start()
         return thread
 
     def _load_into_runtime(self, entry: RegistryEntry) -> None:
-        self._load_full_model(entry, stand_in=self._serve_saved_scorer(entry))
+        stand_in = self._serve_saved_scorer(entry)
+        release = getattr(self, "_full_load_release", None)
+        if stand_in is not None and release is not None:
+            release.wait(self.full_load_defer_s)
+        self._load_full_model(entry, stand_in=stand_in)
+
+    def release_full_load(self) -> None:
+        """A tool call was answered: the start's full model load may begin (see load_deployed_in_background)."""
+        release = getattr(self, "_full_load_release", None)
+        if release is not None and not release.is_set():
+            release.set()
 
     def _load_full_model(self, entry: RegistryEntry, *, stand_in: ResidentModel | None) -> None:
         """Load the version's model and serve it (taking over from the saved scorer's stand-in)."""
