@@ -1,7 +1,7 @@
 """Fixtures and helpers for tests against a real PostgreSQL server.
 
-The server comes from `MODEL_MCP_TEST_POSTGRES_URL` (for example
-`postgresql://root@127.0.0.1:5432/root`): a database the tests may connect to and whose user may
+The server comes from `MODEL_MCP_TEST_POSTGRES_URL`, a URL (for example
+`postgresql://root@127.0.0.1:5432/root`, as MODEL_MCP_DATABASE_URL takes): a database the tests may connect to and whose user may
 create databases. Each test module gets a fresh database with a random name, dropped after it; each
 test starts with its schema emptied, so migrations run again for every test.
 
@@ -36,7 +36,13 @@ def _unavailable(reason: str) -> None:
 
 
 def with_database(url: str, name: str) -> str:
-    """The same server URL naming another database."""
+    """The same server naming another database: a postgresql:// URL stays a URL (MODEL_MCP_DATABASE_URL
+    takes only those), a key=value string stays one."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme in ("postgresql", "postgres"):
+        return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     params = conninfo_to_dict(url)
@@ -119,11 +125,12 @@ class TcpRelay:
         self._lock = threading.Lock()
 
     def url(self, database_url: str) -> str:
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        """`database_url` (a postgresql:// URL) pointed at the relay."""
+        from urllib.parse import urlsplit, urlunsplit
 
-        params = conninfo_to_dict(database_url)
-        params.update(host="127.0.0.1", port=str(self.port))
-        return make_conninfo(**params)
+        parts = urlsplit(database_url)
+        user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit((parts.scheme, f"{user}127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment))
 
     def start(self) -> None:
         listener = socket.socket()
@@ -179,10 +186,10 @@ class TcpRelay:
 @pytest.fixture
 def pg_relay(pg_url: str) -> Iterator[tuple[TcpRelay, str]]:
     """(relay, URL through it) for the test's database: stop the relay to take the database away."""
-    from psycopg.conninfo import conninfo_to_dict
+    from urllib.parse import urlsplit
 
-    params = conninfo_to_dict(pg_url)
-    relay = TcpRelay(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+    parts = urlsplit(pg_url)
+    relay = TcpRelay(parts.hostname or "127.0.0.1", parts.port or 5432)
     relay.start()
     try:
         yield relay, relay.url(pg_url)

@@ -328,9 +328,8 @@ def test_the_database_url_setting_puts_the_servers_monitoring_store_in_postgresq
     from model_mcp.settings import Settings
     from tests.postgres import query
 
-    url = "postgresql://root@127.0.0.1:5432/" + query(pg_url, "SELECT current_database()")[0][0]
-    settings = Settings.from_env({"MODEL_MCP_HOME": str(tmp_path / "home"), "MODEL_MCP_DATABASE_URL": url})
-    assert settings.database_url == url and url not in repr(settings)
+    settings = Settings.from_env({"MODEL_MCP_HOME": str(tmp_path / "home"), "MODEL_MCP_DATABASE_URL": pg_url})
+    assert settings.database_url == pg_url and pg_url not in repr(settings)
     manager = ModelManager(settings)
     manager.start()
     try:
