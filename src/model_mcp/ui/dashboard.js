@@ -66,7 +66,8 @@
   }
   function table(caption, headers, rows) {
     var head = el('tr', null, headers.map(function (h) {
-      return el('th', { scope: 'col', class: h.cls || null, text: h.label || h });
+      var label = typeof h === 'object' ? h.label : h;
+      return el('th', { scope: 'col', class: h.cls || null }, h.hidden ? el('span', { class: 'sr-only', text: label }) : label);
     }));
     var body = el('tbody', null, rows);
     return el('div', { class: 'table-wrap' }, el('table', null, el('caption', { text: caption }), el('thead', null, head), body));
@@ -691,11 +692,11 @@
     body.appendChild(alerts);
     body.appendChild(charts);
     body.appendChild(note);
-    var withSeries = null;  // unknown until the first answer: does performance_report give `series`?
+    var withSeries = true;  // false once an answer comes without `series` (a server without the monitoring store)
 
     function load() {
       var args = {};
-      if (withSeries) {
+      if (withSeries) {  // the chosen range (cards and charts alike), not the figures since the deploy
         var r = RANGES[Number(range.value)];
         args.since = new Date(Date.now() - r[1] * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
         args.bucket_s = r[2];
@@ -715,8 +716,9 @@
         ].forEach(function (c) { cards.appendChild(el('div', { class: 'card' }, el('div', { class: 'label', text: c[0] }), el('div', { class: 'value', text: c[1] }))); });
         clear(alerts);
         if (p.alerts && p.alerts.length) alerts.appendChild(alertList(p.alerts));
-        var points = withSeries ? seriesPoints(p.series, args.bucket_s || 60) : samplePoints(p);  // 60: the tool's default bucket
-        note.textContent = withSeries ? 'Buckets of ' + RANGES[Number(range.value)][2] + ' s from the monitoring store.' :
+        var points = withSeries ? seriesPoints(p) : samplePoints(p);
+        note.textContent = withSeries ? 'Buckets of ' + fmtNum(p.bucket_s, 0) + ' s from the monitoring store, ' + fmtDate(p.since) +
+          ' to ' + fmtDate(p.until) + '; a bucket without requests counts 0 requests and has no latency.' :
           'This server gives no time series; the charts show what this page sampled every ' + (REFRESH_MS / 1000) + ' s since it opened.';
         drawCharts(charts, points);
       }, function (err) {
@@ -728,23 +730,47 @@
     state.timer = setInterval(load, REFRESH_MS);
     return load();
   }
-  /* The monitoring store's buckets -> columns for the charts (rates per minute). */
-  function seriesPoints(series, bucketS) {
-    var cols = { t: [], p50: [], p95: [], requests: [], rows: [], errors: [], anomaly: [], perMinute: true };
+  /* The monitoring store's buckets -> columns for the charts (rates per minute), over the answer's span.
+   * The store leaves out empty buckets: they are put back as 0 requests and rows (and no latency or
+   * rate), so a line does not join two busy minutes across an idle hour. `bucket_s` is the answer's:
+   * the server widens the asked one when a span would need too many buckets. */
+  function seriesPoints(p) {
+    var cols = { t: [], p50: [], p95: [], requests: [], rows: [], errors: [], anomaly: [], perMinute: true, span: null };
+    var bucketS = num(p.bucket_s) || 60;
     var perMinute = 60 / bucketS;
-    series.forEach(function (b) {
+    var byStart = {};
+    (p.series || []).forEach(function (b) {
       var t = Date.parse(b.start) / 1000;
-      if (!isFinite(t)) return;
+      if (isFinite(t)) byStart[t] = b;
+    });
+    var starts = Object.keys(byStart).map(Number);
+    var from = Date.parse(p.since) / 1000, to = Date.parse(p.until) / 1000;
+    if (isFinite(from) && isFinite(to) && to > from && (to - from) / bucketS <= 5000) {
+      cols.span = [from, to];
+      for (var t = Math.floor(from / bucketS) * bucketS; t < to; t += bucketS) if (!byStart[t]) starts.push(t);
+    }
+    starts.sort(function (a, b) { return a - b; });
+    starts.forEach(function (t) {
+      var b = byStart[t];
       cols.t.push(t);
+      if (!b) {
+        cols.p50.push(null); cols.p95.push(null); cols.requests.push(0); cols.rows.push(0); cols.errors.push(null); cols.anomaly.push(null);
+        return;
+      }
       cols.p50.push(num(b.latency_p50_ms)); cols.p95.push(num(b.latency_p95_ms));
       cols.requests.push(num(b.requests) === null ? null : b.requests * perMinute);
       cols.rows.push(num(b.rows) === null ? null : b.rows * perMinute);
-      cols.errors.push(b.requests ? 100 * (b.errors || 0) / b.requests : null);
+      cols.errors.push(errorPct(b.requests, b.errors));
       cols.anomaly.push(b.anomaly_rate === null || b.anomaly_rate === undefined ? null : 100 * b.anomaly_rate);
     });
     return cols;
   }
   function num(v) { return typeof v === 'number' && isFinite(v) ? v : null; }
+  /* `requests` counts the answered ones and `errors` the refused ones: the rate is over both, as error_rate. */
+  function errorPct(requests, errors) {
+    var attempts = (num(requests) || 0) + (num(errors) || 0);
+    return attempts ? 100 * (num(errors) || 0) / attempts : null;
+  }
   /* Without `series`: this page's own samples of the cumulative figures, as rates between samples. */
   function samplePoints(p) {
     var list = state.samples[p.version] || (state.samples[p.version] = []);
@@ -759,7 +785,7 @@
       cols.t.push(s.t); cols.p50.push(num(s.p50)); cols.p95.push(num(s.p95));
       cols.requests.push(prev && minutes > 0 ? Math.max(0, s.requests - prev.requests) / minutes : null);
       cols.rows.push(prev && minutes > 0 ? Math.max(0, s.rows - prev.rows) / minutes : null);
-      cols.errors.push(s.requests ? 100 * s.errors / s.requests : null);
+      cols.errors.push(errorPct(s.requests, s.errors));
       cols.anomaly.push(s.anomaly === null || s.anomaly === undefined ? null : 100 * s.anomaly);
     });
     return cols;
@@ -780,21 +806,26 @@
       container.appendChild(box);
       var drawn = spec.series.reduce(function (n, s) { return n + s[1].filter(function (v) { return v !== null; }).length; }, 0);
       box.setAttribute('data-points', String(drawn));
-      var entry = { box: box, plotBox: plotBox, spec: spec, t: cols.t, plot: null };
-      entry.plot = makePlot(entry);
-      state.charts.push(entry);
+      state.charts.push({ box: box, plotBox: plotBox, spec: spec, t: cols.t, span: cols.span, plot: null });
     });
+    // Plots are sized once every box is in the grid: a box measured alone would span the whole row.
+    state.charts.forEach(function (entry) { entry.plot = makePlot(entry); });
   }
   function makePlot(entry) {
     var axisColor = cssVar('--color-text-secondary') || '#555', grid = cssVar('--color-border-primary') || '#ddd';
     var width = Math.max(260, entry.plotBox.clientWidth || entry.box.clientWidth - 16 || 320);
     var opts = {
       width: width, height: 190,
-      scales: { x: { time: true } },
+      // The asked span, not uPlot's guess around the points (one point alone spread over years).
+      // Rates, counts and latencies start at 0, so a small change does not look like a cliff.
+      scales: { x: entry.span ? { time: true, range: function () { return entry.span; } } : { time: true },
+                y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
       series: [{}].concat(entry.spec.series.map(function (s) {
-        return { label: s[0], stroke: cssVar(s[2]) || '#2454c5', width: 2, spanGaps: true, points: { show: true, size: 5 } };
+        // Points where a lone value would not show as a line (gaps, few values); a full minute-by-minute line needs none.
+        var dots = s[1].length <= 20 || s[1].some(function (v) { return v === null; });
+        return { label: s[0], stroke: cssVar(s[2]) || '#2454c5', width: 2, spanGaps: !entry.span, points: { show: dots, size: 5 } };
       })),
-      axes: [{ stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
+      axes: [{ stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, space: 80 },  // room for '12:30pm'
              { stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 56, values: compactTicks }]
     };
     var data = [entry.t].concat(entry.spec.series.map(function (s) { return s[1]; }));
@@ -846,31 +877,39 @@
                                      drifted: (d.drifted_features || []).length, n: (d.features || []).length, current: d.n_current });
         state.driftReports = state.driftReports.slice(0, 10);
         clear(out);
-        out.appendChild(el('div', { class: 'notice ' + (d.dataset_drift ? 'error' : 'ok'), role: 'status' },
+        var pd = d.prediction_drift;
+        var someDrift = (d.drifted_features || []).length > 0 || (pd && pd.drifted);
+        out.appendChild(el('div', { class: 'notice ' + (d.dataset_drift ? 'error' : someDrift ? 'warn' : 'ok'), role: 'status', id: 'drift-verdict' },
           el('strong', { text: d.dataset_drift ? 'Dataset drift' : 'No dataset drift' }),
           ': ' + (d.drifted_features || []).length + ' of ' + (d.features || []).length + ' features drifted (' + fmtPct(d.share_drifted) + '). ',
           'Version ' + d.version + '; reference ' + d.reference_source + ' (' + fmtNum(d.n_reference, 0) + '), current ' +
           d.current_source + ' (' + fmtNum(d.n_current, 0) + ').'));
         var max = Math.max.apply(null, [0.0001].concat((d.features || []).map(function (f) { return Math.abs(f.drift_score) || 0; })));
-        out.appendChild(table('Per-feature drift', [{ label: 'Feature' }, { label: 'Drift score' }, { label: 'Severity' },
-          { label: 'p-value', cls: 'num' }, { label: 'Test', cls: 'hide-narrow' }, { label: 'Detail', cls: 'hide-narrow' }],
+        var adjusted = (d.features || []).some(function (f) { return typeof f.p_value_adjusted === 'number'; });
+        var featureTable = table('Per-feature drift' + (adjusted ? ' (p-values adjusted for the number of features, as the verdicts use them)' : ''),
+          [{ label: 'Feature' }, { label: 'Drift score', cls: 'num' }, { label: 'Severity' }, { label: 'p-value', cls: 'num' }, { label: 'Test', cls: 'hide-narrow' }, { label: 'Detail', cls: 'hide-narrow' }],
           (d.features || []).map(function (f) {
             var sev = f.severity || (f.drifted ? 'significant' : 'none');
             var bar = el('span', { class: 'bar ' + sev.replace(/[^a-z]/g, '') });
-            bar.style.width = Math.round(80 * Math.min(1, Math.abs(f.drift_score || 0) / max)) + 'px';
-            return el('tr', null, el('td', { class: 'wrap', text: f.feature }),
-              el('td', { class: 'num' }, bar, fmtNum(f.drift_score, 3)),
+            bar.style.width = Math.round(60 * Math.min(1, Math.abs(f.drift_score || 0) / max)) + 'px';
+            var p = typeof f.p_value_adjusted === 'number' ? f.p_value_adjusted : f.p_value;
+            return el('tr', { 'data-feature': f.feature }, el('td', { class: 'wrap', text: f.feature }),
+              el('td', { class: 'num nowrap' }, bar, fmtNum(f.drift_score, 3)),
               el('td', null, badge(sev), f.drifted ? ' drifted' : ''),
-              el('td', { class: 'num', text: f.p_value === null || f.p_value === undefined ? '—' : f.p_value.toExponential(2) }),
+              el('td', { class: 'num nowrap', text: typeof p === 'number' ? p.toExponential(2) : '—' }),
               el('td', { class: 'hide-narrow', text: text(f.test) }), el('td', { class: 'wrap hide-narrow', text: text(f.detail) }));
-          })));
-        var pd = d.prediction_drift;
-        if (pd) out.appendChild(el('p', null, el('strong', { text: 'Predictions: ' }), pd.drifted ? 'drifted' : 'no drift',
-          pd.anomaly_rate !== undefined ? ' · anomaly rate ' + fmtPct(pd.anomaly_rate) : '',
-          pd.reference_anomaly_rate !== undefined ? ' (reference ' + fmtPct(pd.reference_anomaly_rate) + ')' : ''));
-        if (d.performance_drift) out.appendChild(el('p', null, el('strong', { text: 'Performance: ' }), d.performance_drift.detected || d.performance_drift.drifted ? 'drifted ' : 'stable ', el('span', { class: 'mono', text: plain(d.performance_drift) })));
-        if (d.concept_drift) out.appendChild(el('p', null, el('strong', { text: 'Concept: ' }), el('span', { class: 'mono', text: plain(d.concept_drift) })));
-        if (d.alerts && d.alerts.length) { out.appendChild(el('h3', { text: 'Alerts' })); out.appendChild(alertList(d.alerts)); }
+          }));
+        featureTable.id = 'drift-features';
+        out.appendChild(featureTable);
+        [['Predictions', pd, 'prediction-drift'], ['Performance', d.performance_drift, 'performance-drift'], ['Concept', d.concept_drift, 'concept-drift']].forEach(function (part) {
+          var v = part[1];
+          if (!v) return;
+          var verdict = v.insufficient_data ? 'not judged' : v.drifted ? 'drifted' : 'no drift';
+          out.appendChild(el('p', { id: part[2] }, el('strong', { text: part[0] + ': ' }),
+            badge(verdict, v.drifted ? (v.severity || 'significant') : v.insufficient_data ? 'skip' : 'none'), ' ',
+            typeof v.detail === 'string' ? v.detail : el('span', { class: 'mono', text: plain(v) })));
+        });
+        if (d.alerts && d.alerts.length) { out.appendChild(el('h3', { text: 'Alerts' })); var list = alertList(d.alerts); list.id = 'drift-alerts'; out.appendChild(list); }
         drawHistory();
       }, function (err) { clear(out).appendChild(errorNotice(err)); });
     }
@@ -976,15 +1015,16 @@
       return call('scan_training_service', {}).then(function (r) {
         clear(out);
         out.appendChild(el('p', { class: 'muted' }, 'Folder ', el('span', { class: 'mono', text: r.training_dir }), ': ' + r.packages.length + ' package(s).'));
-        out.appendChild(table('Packages in the training service folder, newest first', [{ label: 'Version' }, { label: 'Model' },
-          { label: 'Created' }, { label: 'Complete' }, { label: 'Imported' }, { label: 'Where', cls: 'hide-narrow' }, { label: '' }],
+        var packages = table('Packages in the training service folder, newest first', [{ label: 'Version and model' },
+          { label: 'Created', cls: 'hide-narrow' }, { label: 'State' }, { label: 'Where', cls: 'hide-narrow' }, { label: 'Action', hidden: true }],
           r.packages.map(function (p) {
             var importable = p.complete && !p.already_imported && canChange() && p.version;
-            return el('tr', null, el('td', { class: 'wrap', text: text(p.version) }), el('td', { class: 'wrap', text: text(p.model_name) }),
-              el('td', { text: fmtDate(p.created_at) }),
-              el('td', null, badge(p.complete ? 'complete' : 'incomplete', p.complete ? 'pass' : 'warn'),
+            return el('tr', { 'data-version': p.version || null },
+              el('td', { class: 'wrap package' }, el('strong', { text: text(p.version) }), el('div', { class: 'muted', text: text(p.model_name) })),
+              el('td', { class: 'hide-narrow', text: fmtDate(p.created_at) }),
+              el('td', null, badge(p.complete ? 'complete' : 'incomplete', p.complete ? 'pass' : 'warn'), ' ',
+                badge(p.already_imported ? 'imported' : 'not imported', p.already_imported ? 'deployed' : 'skip'),
                 (p.problems || []).length ? el('div', { class: 'detail muted', text: p.problems.map(plain).join(' ') }) : null),
-              el('td', { text: p.already_imported ? 'yes' : 'no' }),
               el('td', { class: 'mono hide-narrow', text: text(p.location) + ' (' + text(p.kind) + ')' }),
               el('td', null, importable ? el('button', { type: 'button', text: 'Import', 'aria-label': 'Import ' + p.version, onclick: function () {
                 act(result, ['Import ' + p.version + '?', 'The package is copied from the training service into the store.', [
@@ -994,7 +1034,9 @@
                     return s.imported.length ? 'Imported ' + s.imported.join(', ') + '.' : 'Nothing imported: ' + s.errors.map(function (e) { return '[' + e.code + '] ' + e.message; }).join(' ');
                   }, function () { state.models = null; return load(); });
               } }) : null));
-          })));
+          }));
+        packages.id = 'training-packages';
+        out.appendChild(packages);
         if (r.errors && r.errors.length) out.appendChild(el('ul', null, r.errors.map(function (e) { return el('li', { class: 'error' }, el('code', { text: '[' + e.code + ']' }), ' ', e.message); })));
       }, function (err) { clear(out).appendChild(errorNotice(err)); });
     }
