@@ -519,6 +519,12 @@ def build_server(manager: ModelManager) -> MCPServer:
     async def model_resource(version: str) -> str:
         return await _read_resource(f"models://{version}", manager.entry_with_metadata, version=version)
 
+    @server.resource("models://{version}/drift", name="drift_reports", title="A version's last drift reports",
+                     description="Summaries of the last 20 drift_report runs on a version's serving inputs, newest "
+                                 "first, from the monitoring store.", mime_type="application/json")
+    async def drift_reports_resource(version: str) -> str:
+        return await _read_resource(f"models://{version}/drift", manager.drift_history, version=version)
+
     @server.resource("models://{version}/validation", name="validation", title="A version's validation report",
                      description="The latest validation report of a version.", mime_type="application/json")
     async def validation_resource(version: str) -> str:

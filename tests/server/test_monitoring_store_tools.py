@@ -208,3 +208,35 @@ async def test_the_alert_log_is_read_after_a_restart_and_from_another_process(ho
         assert [a["id"] for a in answer.structured["alerts"]] == [alert["id"]], answer.text
     finally:
         other.close()
+
+
+async def test_the_drift_reports_resource_keeps_the_reports_on_the_serving_inputs(home, packages):
+    manager = _manager(home, monitor_check_interval_s=0)
+    async with Client(build_server(manager)) as client:
+        await _deploy(client, packages)
+        await call(client, "predict", rows=samples.sample_rows(200, seed=3))
+        first = await call(client, "drift_report")
+        await call(client, "drift_report", current=samples.sample_rows(50, seed=4))  # rows sent: not kept
+        shifted = (samples.training_data(200, seed=9) + 3.0).tolist()
+        await call(client, "predict", rows=shifted)
+        second = await call(client, "drift_report")
+        read = json.loads((await client.read_resource("models://v1/drift")).contents[0].text)
+        assert read["version"] == "v1" and read["stored"] is True
+        kept = read["reports"]
+        assert [r["at"] for r in kept] == [second["generated_at"], first["generated_at"]]  # newest first
+        for summary, report in zip(kept, (second, first), strict=True):
+            assert summary["drifted_features"] == report["drifted_features"]
+            assert (summary["dataset_drift"], summary["share_drifted"], summary["n_current"]) == (
+                report["dataset_drift"], report["share_drifted"], report["n_current"])
+            assert summary["alerts"] == [{"kind": a["kind"], "severity": a["severity"]} for a in report["alerts"]]
+        assert kept[0]["dataset_drift"] and not kept[1]["dataset_drift"]
+        with pytest.raises(Exception) as caught:
+            await client.read_resource("models://nope/drift")
+        assert "[not_found]" in str(caught.value)
+    manager.close()
+
+    without_store = _manager(home, monitor_store=False)
+    async with Client(build_server(without_store)) as client:
+        read = json.loads((await client.read_resource("models://v1/drift")).contents[0].text)
+        assert read == {"version": "v1", "stored": False, "reports": []}
+    without_store.close()

@@ -14,6 +14,7 @@ its own drift judgements to the alert log between the client's question and the 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,14 +107,26 @@ def test_the_drift_view_shows_what_drift_report_computed(monitored, page_factory
     assert prediction.startswith("Predictions: drifted") and expected["prediction_drift"]["detail"] in prediction
     shown = page.locator("#drift-alerts li").all_inner_texts()
     assert shown == [f"{a['severity']} {a['kind']} {a['message']}" for a in expected["alerts"]]
-    last = page.locator("#main table").last.locator("tbody tr").first.locator("td").all_inner_texts()
-    assert last[1:] == [expected["version"], "drift" if expected["dataset_drift"] else "no drift",
-                        f"{len(expected['drifted_features'])} / {len(features)} "
-                        f"({100 * expected['share_drifted']:g} %)", f"{expected['n_current']:,}"]
+    # The last reports, as the monitoring store keeps them: the client's report and the page's own.
+    page.wait_for_selector("#drift-history")
+    kept = json.loads(monitored.client.read_resource("models://v1/drift").contents[0].text)["reports"]
+    assert len(kept) >= 2 and kept[1]["at"] == expected["generated_at"]
+    history = page.locator("#drift-history tbody tr")
+    assert history.count() == len(kept)
+    for i, report in enumerate(kept):
+        cells = history.nth(i).locator("td").all_inner_texts()
+        assert cells[0] == report["at"][:16].replace("T", " ") + "Z"
+        assert cells[1] == ("drift" if report["dataset_drift"] else "no drift")
+        assert cells[2] == (f"{len(report['drifted_features'])} ({100 * report['share_drifted']:g} %): "
+                            + ", ".join(report["drifted_features"]))
+        assert cells[3] == ("drifted" if report["prediction_drifted"] else "no drift")
+        assert number(cells[4]) == report["n_current"]
+        assert cells[5] == ", ".join(f"{a['severity']} {a['kind']}" for a in report["alerts"])
     screenshot(page, "browser-drift-1280")
     no_overflow_at(page, 400)
-    p_cell = page.locator("#drift-features tbody tr").first.locator("td").nth(3).bounding_box()
-    assert p_cell["x"] + p_cell["width"] <= 400, "feature, score, severity and p fit a 400 px column"
+    for table, column in (("#drift-features", 3), ("#drift-history", 3)):
+        cell = page.locator(f"{table} tbody tr").first.locator("td").nth(column).bounding_box()
+        assert cell["x"] + cell["width"] <= 400, f"{table}: the first {column + 1} columns fit 400 px"
     screenshot(page, "browser-drift-400")
     assert page.problems == []
 

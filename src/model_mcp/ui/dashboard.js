@@ -334,7 +334,7 @@
   // ------------------------------------------------------------------ the state and the tool calls
   var state = {
     view: 'models', version: null, info: null, models: null, deployed: null,
-    filter: '', status: '', page: 0, pageSize: 50, samples: {}, driftReports: [], timer: null, charts: []
+    filter: '', status: '', page: 0, pageSize: 50, samples: {}, timer: null, charts: []
   };
   var hooks = {
     context: applyHostContext,
@@ -873,9 +873,6 @@
       if (windowInput.value) args.window = Number(windowInput.value);
       clear(out).appendChild(el('p', { class: 'muted', text: 'Computing…' }));
       return call('drift_report', args).then(function (d) {
-        state.driftReports.unshift({ at: d.generated_at, version: d.version, drift: d.dataset_drift, share: d.share_drifted,
-                                     drifted: (d.drifted_features || []).length, n: (d.features || []).length, current: d.n_current });
-        state.driftReports = state.driftReports.slice(0, 10);
         clear(out);
         var pd = d.prediction_drift;
         var someDrift = (d.drifted_features || []).length > 0 || (pd && pd.drifted);
@@ -910,22 +907,35 @@
             typeof v.detail === 'string' ? v.detail : el('span', { class: 'mono', text: plain(v) })));
         });
         if (d.alerts && d.alerts.length) { out.appendChild(el('h3', { text: 'Alerts' })); var list = alertList(d.alerts); list.id = 'drift-alerts'; out.appendChild(list); }
-        drawHistory();
-      }, function (err) { clear(out).appendChild(errorNotice(err)); });
+        return drawHistory(d.version);
+      }, function (err) { clear(out).appendChild(errorNotice(err)); return drawHistory(state.deployed); });
     }
-    function drawHistory() {
+    /* The last reports on the serving inputs, as the monitoring store keeps them (any client's, this page's too). */
+    function drawHistory(version) {
       clear(history);
-      if (!state.driftReports.length) return;
-      history.appendChild(el('h3', { text: 'Last reports (this page)' }));
-      history.appendChild(table('Drift reports run from this page, newest first', ['When', 'Version', 'Verdict', 'Drifted', 'Rows'],
-        state.driftReports.map(function (r) {
-          return el('tr', null, el('td', { text: fmtDate(r.at) }), el('td', { class: 'wrap', text: r.version }),
-            el('td', null, badge(r.drift ? 'drift' : 'no drift', r.drift ? 'fail' : 'pass')),
-            el('td', { text: r.drifted + ' / ' + r.n + ' (' + fmtPct(r.share) + ')' }), el('td', { class: 'num', text: fmtNum(r.current, 0) }));
-        })));
+      if (!version) return;
+      return readJson('models://' + version + '/drift').then(function (h) {
+        clear(history).appendChild(el('h3', { text: 'Last reports on ' + version }));
+        if (!h.reports.length) {
+          history.appendChild(el('p', { class: 'muted', text: h.stored ? 'No report kept yet.' : 'This server keeps no monitoring store, so no report is kept.' }));
+          return;
+        }
+        var reports = table('Reports on the serving inputs kept by the monitoring store, newest first',
+          ['When', 'Verdict', 'Features drifted', 'Predictions', { label: 'Rows', cls: 'num hide-narrow' }, { label: 'Alerts', cls: 'hide-narrow' }],
+          h.reports.map(function (r) {
+            var features = r.drifted_features || [];
+            return el('tr', null, el('td', { text: fmtDate(r.at) }),
+              el('td', null, badge(r.dataset_drift ? 'drift' : 'no drift', r.dataset_drift ? 'fail' : features.length ? 'warn' : 'pass')),
+              el('td', { class: 'wrap', text: features.length + ' (' + fmtPct(r.share_drifted) + ')' + (features.length ? ': ' + features.join(', ') : '') }),
+              el('td', { text: r.prediction_drifted ? 'drifted' : 'no drift' }),
+              el('td', { class: 'num hide-narrow', text: fmtNum(r.n_current, 0) }),
+              el('td', { class: 'wrap hide-narrow', text: (r.alerts || []).map(function (a) { return a.severity + ' ' + a.kind; }).join(', ') || '—' }));
+          }));
+        reports.id = 'drift-history';
+        history.appendChild(reports);
+      }, function (err) { clear(history).appendChild(errorNotice(err)); });
     }
     run.addEventListener('click', load);
-    drawHistory();
     return load();
   }
 

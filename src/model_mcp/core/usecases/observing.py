@@ -183,6 +183,26 @@ class ObservingCases(UseCaseBase):
             return None
         return (X, scores, labels) if X.shape[0] else None
 
+    # --- the drift reports on the serving inputs -----------------------------------------------------------
+    def drift_history(self, *, version: str, limit: int = 20) -> dict[str, Any]:
+        """The summaries of the last drift reports on `version`'s serving inputs, newest first.
+
+        drift_report keeps one for each report on the recent window (from any client, the dashboard or
+        the background check) in the monitoring store; reports on rows a caller sent are not kept.
+        Without a store the list is empty and `stored` is false.
+        """
+        snapshot, _ = self.read_registry_for_reading()
+        self._entry_or_not_found(snapshot, version)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInputError("`limit` must be a whole number from 1 to 1000.")
+        reports: list[dict[str, Any]] = []
+        if self.monitor is not None:
+            try:
+                reports = self.monitor.drift_summaries(version, limit)
+            except StoreError as exc:
+                log.warning("monitoring_store_unreadable", reason=str(exc))
+        return {"version": version, "stored": self.monitor is not None, "reports": reports}
+
     # --- the alert log --------------------------------------------------------------------------------------
     def get_alerts(self, *, version: str | None = None, active_only: bool = False, severity: str | None = None,
                    limit: int = 100) -> AlertsResult:
