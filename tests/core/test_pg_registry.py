@@ -374,3 +374,17 @@ def test_a_change_waiting_too_long_for_the_lock_is_a_storage_error_with_nothing_
     assert list(registry.read().entries) == ["v1"]
     registry.update(add_entry("v2"))  # the lock released, the next change goes through
     assert list(registry.read().entries) == ["v1", "v2"]
+
+
+def test_a_row_edited_into_an_invalid_entry_is_registry_corrupt_and_left_alone(registries, pg_url: str) -> None:
+    from model_mcp.core.errors import RegistryCorruptError
+
+    registry = registries()
+    registry.update(add_entry("v1", status="available"))
+    query(pg_url, "UPDATE registry_entries SET entry = entry - 'path' WHERE version = 'v1'")  # by hand
+    with pytest.raises(RegistryCorruptError, match="'v1'") as caught:
+        registry.read()
+    assert caught.value.code == "registry_corrupt"
+    with pytest.raises(RegistryCorruptError):
+        registry.update(add_entry("v2"))  # changing calls refuse too
+    assert query(pg_url, "SELECT count(*) FROM registry_entries")[0][0] == 1
