@@ -166,6 +166,12 @@ def test_the_serving_view_charts_the_performance_series(monitored, page_factory)
     assert number(cards["Requests"]) == report["n_requests"] and number(cards["Rows"]) == report["n_rows"]
     assert cards["Errors"] == f"{report['n_errors']} ({100 * report['error_rate']:.2f} %)".replace(".00 %", " %")
     assert number(cards["Anomaly rate"]) == pytest.approx(100 * report["anomaly_rate"], abs=5e-3)
+    # Rows over the hour's wall-clock time, and the rate while busy: two figures, each labelled as what it is.
+    assert number(cards["Rows per minute"]) == pytest.approx(60 * report["rows_per_wall_s"], rel=1e-2, abs=0.05)
+    assert number(cards["Throughput while busy"].split()[0]) == pytest.approx(report["throughput_rows_per_s"], abs=0.5)
+    assert number(cards["Model memory (estimate)"].split()[0]) == pytest.approx(report["memory_bytes"] / 1024, abs=0.05)
+    peak = max(b["rss_mb"] for b in series if b["rss_mb"] is not None)
+    assert number(cards["Server memory (peak RSS)"].split()[0]) == pytest.approx(peak, abs=0.05)
 
     screenshot(page, "browser-serving-1280")
     # The charts' data tables, read in one go: the view refreshes itself every 10 s.

@@ -711,9 +711,14 @@
         clear(cards);
         [['Requests', fmtNum(p.n_requests, 0)], ['Rows', fmtNum(p.n_rows, 0)], ['Errors', fmtNum(p.n_errors, 0) + ' (' + fmtPct(p.error_rate) + ')'],
          ['Latency p50', fmtNum(p.latency_ms && p.latency_ms.p50) + ' ms'], ['Latency p95', fmtNum(p.latency_ms && p.latency_ms.p95) + ' ms'],
-         ['Latency p99', fmtNum(p.latency_ms && p.latency_ms.p99) + ' ms'], ['Throughput', fmtNum(p.throughput_rows_per_s, 0) + ' rows/s'],
-         ['Anomaly rate', fmtPct(p.anomaly_rate)], ['Memory', fmtBytes(p.memory_bytes)], ['Model file', fmtBytes(p.model_file_bytes)]
-        ].forEach(function (c) { cards.appendChild(el('div', { class: 'card' }, el('div', { class: 'label', text: c[0] }), el('div', { class: 'value', text: c[1] }))); });
+         ['Latency p99', fmtNum(p.latency_ms && p.latency_ms.p99) + ' ms'],
+         // Rows over the span's wall-clock time, and how fast the server scores while busy: not the same figure.
+         num(p.rows_per_wall_s) !== null ? ['Rows per minute', fmtNum(60 * p.rows_per_wall_s, 1)] : null,
+         ['Throughput while busy', fmtNum(p.throughput_rows_per_s, 0) + ' rows/s'],
+         ['Anomaly rate', fmtPct(p.anomaly_rate)], ['Model memory (estimate)', fmtBytes(p.memory_bytes)],
+         peakRss(p.series) !== null ? ['Server memory (peak RSS)', fmtBytes(peakRss(p.series) * 1048576)] : null,
+         ['Model file', fmtBytes(p.model_file_bytes)]
+        ].forEach(function (c) { if (c) cards.appendChild(el('div', { class: 'card' }, el('div', { class: 'label', text: c[0] }), el('div', { class: 'value', text: c[1] }))); });
         clear(alerts);
         if (p.alerts && p.alerts.length) alerts.appendChild(alertList(p.alerts));
         var points = withSeries ? seriesPoints(p) : samplePoints(p);
@@ -766,6 +771,12 @@
     return cols;
   }
   function num(v) { return typeof v === 'number' && isFinite(v) ? v : null; }
+  /* The largest resident set a serving process reported in the span's buckets (MB), or null. */
+  function peakRss(series) {
+    var peak = null;
+    (series || []).forEach(function (b) { if (num(b.rss_mb) !== null && (peak === null || b.rss_mb > peak)) peak = b.rss_mb; });
+    return peak;
+  }
   /* `requests` counts the answered ones and `errors` the refused ones: the rate is over both, as error_rate. */
   function errorPct(requests, errors) {
     var attempts = (num(requests) || 0) + (num(errors) || 0);
