@@ -54,9 +54,8 @@ def send_raw(server: ServerProcess, data: bytes) -> None:
 @pytest.fixture
 def deployed_server(tmp_path: Path):
     """A spawned stdio server with a deployed 8-feature IsolationForest; yields (server, start)."""
-    package = samples.build_package(tmp_path / "pkg.zip", fmt="zip")
-
-    def start(**env: str) -> ServerProcess:
+    def start(n_features: int = 8, **env: str) -> ServerProcess:
+        package = samples.build_package(tmp_path / f"pkg-{n_features}.zip", fmt="zip", n_features=n_features)
         server = ServerProcess.spawn(tmp_path / "home", env={**NO_PROBE, **env},
                                      stderr=(tmp_path / "stderr.log").open("wb"))
         started.append(server)
@@ -154,18 +153,25 @@ def test_server_refuses_an_over_long_line_without_holding_it(deployed_server):
 
 
 @pytest.mark.slow
-def test_largest_allowed_inline_drift_report_costs_a_bounded_multiple_of_its_size(deployed_server):
-    """100,000 rows a side (the default inline limit) x 8 features of full-precision floats: the
-    largest drift_report that fits the default 32 MiB message. Peak RSS growth at most 6x the
-    request's bytes; a few seconds later RSS within 100 MB of before."""
-    server = deployed_server()
+@pytest.mark.parametrize("numbers", ["full_precision", "one_decimal"])
+def test_largest_allowed_inline_drift_report_costs_a_bounded_multiple_of_its_size(deployed_server, numbers):
+    """100,000 rows a side (the default inline limit) of full-precision floats x 8 features, or of the
+    shortest numbers (`-0.3, `, one decimal) x 29: the largest drift_reports that fit the default
+    32 MiB message. Peak RSS growth at most 6x the request's bytes (the short numbers were 12x while
+    every number became a Python float); a few seconds later RSS within 100 MB of before."""
+    n_features = 8 if numbers == "full_precision" else 29
+    server = deployed_server(n_features=n_features)
     settings = Settings(home=Path("unused"))
     rng = np.random.default_rng(0)
     rows = settings.max_drift_rows
-    request = raw_request(77, "drift_report", {"current": rng.standard_normal((rows, 8)).tolist(),
-                                               "reference": rng.standard_normal((rows, 8)).tolist()})
+
+    def side() -> list:
+        values = rng.standard_normal((rows, n_features))
+        return values.tolist() if numbers == "full_precision" else np.round(values / 3, 1).tolist()
+
+    request = raw_request(77, "drift_report", {"current": side(), "reference": side()})
     assert 0.9 * settings.max_message_bytes < len(request) <= settings.max_message_bytes + 1
-    small = rng.standard_normal((100, 8)).tolist()
+    small = rng.standard_normal((100, n_features)).tolist()
     assert not server.call("drift_report", current=small, reference=small).is_error  # warm: scipy loaded
     time.sleep(1.0)
     reset_peak(server.pid)
@@ -175,6 +181,8 @@ def test_largest_allowed_inline_drift_report_costs_a_bounded_multiple_of_its_siz
     assert answer is not None and not answer.is_error, answer.text if answer else "no answer"
     assert answer.structured["n_current"] == rows and answer.structured["n_reference"] == rows
     peak_growth = proc_status(server.pid, "VmHWM") - before
+    print(f"{numbers}: {len(request) / MIB:.1f} MiB request, peak RSS growth {peak_growth / MIB:.0f} MiB "
+          f"({peak_growth / len(request):.2f}x)")
     assert peak_growth <= 6 * len(request), f"peak grew {peak_growth / len(request):.2f}x the request's bytes"
     deadline = time.monotonic() + 10
     while True:  # bounded wait: the release runs a moment after the answer
@@ -183,3 +191,28 @@ def test_largest_allowed_inline_drift_report_costs_a_bounded_multiple_of_its_siz
             break
         time.sleep(0.5)
     assert kept <= 100 * 1000 * 1000, f"{kept / MIB:.0f} MiB still resident after the call"
+
+
+def test_rows_parsed_as_arrays_answer_as_rows_parsed_as_lists(deployed_server):
+    """A large line's matrices become arrays (row_matrices); rows as objects still go through
+    json.loads. The same 10,000 rows either way: the same labels and scores, and the same refusals."""
+    server = deployed_server()
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((10_000, 8))
+    names = samples.feature_names_for(8)
+    as_matrix = server.call("predict", rows=values.tolist(), exact_scores=True)
+    as_objects = server.call("predict", rows=[dict(zip(names, row, strict=True)) for row in values.tolist()],
+                             exact_scores=True)
+    assert not as_matrix.is_error and not as_objects.is_error
+    for field in ("labels", "scores", "anomaly_count", "n_rows"):
+        assert as_matrix.structured[field] == as_objects.structured[field], field
+    wide = server.call("predict", rows=rng.standard_normal((10_000, 9)).tolist())
+    assert wide.is_error and "[invalid_input] row 0 has 9 values; the model expects 8" in wide.text
+    huge = values.tolist()
+    huge[7][3] = 1e39  # beyond float32: refused naming the cell, as for a list
+    answer = server.call("predict", rows=huge)
+    assert answer.is_error and "[invalid_input] row 7, feature" in answer.text
+    ragged = values.tolist()
+    ragged[4] = ragged[4][:7]
+    answer = server.call("predict", rows=ragged)
+    assert answer.is_error and "[invalid_input] row 4" in answer.text
