@@ -173,7 +173,7 @@ def test_few_rows_and_many_rows_read_the_same_numbers(n_rows: int) -> None:
     """Floats, ints (also beyond 2**53), numpy scalars, tuples, float32's limits: the value of
     float(x) for each, whichever path reads them."""
     f32_max = float(np.finfo(np.float32).max)
-    values = [0.1, -0.0, 7, 2**60 + 1, np.float32(1.5), np.int64(-3), np.float64(2.5e-300), f32_max, -f32_max, 5e-324]
+    values = [0.1, -0.0, 7, 2**60 + 1, 2**100, -(2**120), np.float32(1.5), np.int64(-3), np.float64(2.5e-300), f32_max, -f32_max, 5e-324]
     rng = np.random.default_rng(n_rows)
     rows: list[object] = [[values[i] for i in rng.integers(0, len(values), size=4)] for _ in range(n_rows)]
     rows[0] = tuple(rows[0])  # type: ignore[arg-type]
