@@ -24,7 +24,7 @@ from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, Stan
 from model_mcp.core.errors import InvalidInputError
 from model_mcp.core.runtime import ResidentModel, Runtime
 from model_mcp.core.scoring import FAST_PATH, SKLEARN_PATH, build_fast_scorer
-from model_mcp.core.scoring.forest import average_path_length
+from model_mcp.core.scoring.forest import PACKED_MIN_ROWS, average_path_length
 
 F32 = np.finfo(np.float32)
 # float32's edges and beyond: the largest and smallest normal and subnormal values, values that
@@ -65,13 +65,17 @@ def _assert_exact(scorer, model, X: np.ndarray) -> None:  # type: ignore[no-unty
     expected = model.decision_function(X)
     labels = model.predict(X)
     forest = scorer.forest
-    for crossover in (10**9, 0):  # the numpy walk, then scikit-learn's compiled walk
+    # the numpy walk (packed from PACKED_MIN_ROWS rows), the plain numpy walk at every size, then
+    # scikit-learn's compiled walk
+    for crossover, packed in ((10**9, None), (10**9, False), (0, None)):
         forest.crossover_rows = crossover
+        forest.packed = packed
         got = scorer.decision_function(X)
         assert got is not None
         assert np.max(np.abs(got - expected)) <= 1e-12
         assert np.array_equal(got, expected)  # in fact bit for bit
         assert np.array_equal(np.where(got < 0, -1, 1), labels)
+    forest.packed = None
 
 
 forest_params = st.fixed_dictionaries({
@@ -108,7 +112,7 @@ def _fit_forest(p: dict) -> tuple[IsolationForest, np.random.Generator]:
 
 
 @SETTINGS
-@given(p=forest_params, n_rows=st.integers(1, 40))
+@given(p=forest_params, n_rows=st.one_of(st.integers(1, 40), st.integers(PACKED_MIN_ROWS, 120)))
 def test_fast_scorer_equals_decision_function_and_predict_on_random_forests(p: dict, n_rows: int) -> None:
     model, rng = _fit_forest(p)
     scorer = build_fast_scorer(model, p["n_features"])
@@ -183,6 +187,34 @@ def test_each_trusted_scaler_is_served_by_the_fast_path(scaler: object) -> None:
     assert path == FAST_PATH
     assert np.array_equal(scores, pipeline.decision_function(rows))
     assert np.array_equal(labels, pipeline.predict(rows))
+
+
+def test_the_packed_walk_takes_the_branch_of_float32_comparisons_at_every_edge() -> None:
+    """Thresholds and rows at float32's edges (signed zeros, subnormals, the largest finite value,
+    values that overflow to infinity in the cast), in batches walked packed: the integer keys must
+    order them exactly as float32 comparisons do."""
+    rng = np.random.default_rng(11)
+    edges = np.array([v for v in EDGE_VALUES if abs(v) <= float(F32.max)])
+    train = rng.choice(np.concatenate([edges, rng.normal(size=50)]), size=(400, 3))
+    model = IsolationForest(n_estimators=30, random_state=0).fit(train)
+    scorer = build_fast_scorer(model, 3)
+    assert scorer is not None and scorer.forest._packed_table() is not None
+    X = _rows_near_thresholds(model, rng, 300, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's own float32 cast overflows to inf, with a warning
+        _assert_exact(scorer, model, X)
+
+
+def test_a_forest_the_packed_walk_cannot_hold_keeps_the_plain_walk() -> None:
+    """A NaN threshold (which only a damaged saved scorer could hold) has no integer key: the walk
+    falls back to the float32 comparisons, as it does for indices that do not fit 31 bits."""
+    model = IsolationForest(n_estimators=3, random_state=0).fit(np.random.default_rng(5).normal(size=(50, 2)))
+    forest = build_fast_scorer(model, 2).forest
+    assert forest._packed_table() is not None
+    forest.packed = None
+    forest.threshold32 = forest.threshold32.copy()
+    forest.threshold32[forest.first_child == np.arange(forest.n_nodes)] = np.nan  # as a damaged file could hold
+    assert forest._packed_table() is None and forest.packed is False
 
 
 def test_path_lengths_are_rebuilt_from_the_tree_arrays_as_scikit_learn_stores_them() -> None:

@@ -26,7 +26,10 @@ This module does the same arithmetic on the same values:
 Speed: nodes are renumbered so that the two children of a node are adjacent (`first_child`,
 `first_child + 1`); a leaf points to itself with an infinite threshold, so it stays put. All
 trees walk together, one level per step, for all rows: per level, 6 numpy operations over
-(rows x trees) node indices, whatever the number of trees. For large batches scikit-learn's
+(rows x trees) node indices, whatever the number of trees. From PACKED_MIN_ROWS rows each node is
+read as one int64 packing an order-preserving integer key of its float32 threshold, its first
+child and its feature, and the branch is taken by integer arithmetic (`_packed_table`): the same
+comparisons, one gather per level instead of three. For large batches scikit-learn's
 compiled per-tree walk (`Tree.apply`) is faster; `apply_score` runs it with the same per-row
 summation and no joblib dispatch, and `FastForest.crossover_rows` says where the walk hands over.
 
@@ -37,7 +40,7 @@ missing values by each node's `missing_go_to_left`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,6 +55,19 @@ DEFAULT_CROSSOVER_ROWS = 512
 
 # Rows per chunk of the numpy walk: keeps the (rows x trees) index arrays within the caches.
 _CHUNK_CELLS = 1 << 16
+
+# From this many rows the walk reads each node as one packed int64 (`_packed_table`): one gather
+# per level instead of three, measured 8-19 % faster from 50 to 400 rows (even at 600); below, the extra
+# integer operations cost more than the gathers they save.
+PACKED_MIN_ROWS = 32
+_LOW31 = (1 << 31) - 1
+
+
+def _order_keys(values32: np.ndarray) -> np.ndarray:
+    """int64 keys in [0, 2**32) ordered as the float32 values (NaN excepted): key(a) > key(b)
+    exactly when a > b. -0.0 is first made +0.0 (adding +0.0 does it), as they compare equal."""
+    bits = (values32 + np.float32(0.0)).view(np.int32).astype(np.int64)
+    return np.where(bits >= 0, bits, bits ^ 0x7FFFFFFF) + (1 << 31)
 
 
 def average_path_length(n_samples_leaf: np.ndarray) -> np.ndarray:
@@ -123,6 +139,8 @@ class FastForest:
     offset: float
     trees: tuple[_Tree, ...]
     crossover_rows: int = DEFAULT_CROSSOVER_ROWS
+    # (table, feature bits) of the packed walk once built, False when the forest does not fit it.
+    packed: Any = field(default=None, init=False, repr=False)
 
     @property
     def n_nodes(self) -> int:
@@ -169,7 +187,46 @@ class FastForest:
             return self._walk_chunk(X32)
         return np.concatenate([self._walk_chunk(X32[i : i + chunk]) for i in range(0, n, chunk)])
 
+    def _packed_table(self) -> tuple[np.ndarray, int] | None:
+        """Each node as one int64: key(threshold) << 31 | first_child << fbits | feature.
+
+        With x's key K_x << 31 beside it, `(node - x) >> 63` is -1 exactly when K_x > K_t, that
+        is when x > threshold (the low 31 bits are below one step of the key), so the next node is
+        `first_child - ((node - x) >> 63)`: the same branch as the float32 comparison, in integers.
+        None when the indices do not fit 31 bits, a threshold is NaN (a damaged saved scorer; the
+        plain walk then compares as before) or numpy's index type is not int64."""
+        if self.packed is None:
+            fbits = max(1, (self.n_features - 1).bit_length())
+            fits = (np.dtype(np.intp) == np.dtype(np.int64) and fbits < 31
+                    and self.n_nodes <= 1 << (31 - fbits) and not np.isnan(self.threshold32).any())
+            if not fits:
+                self.packed = False
+            else:
+                table = (_order_keys(self.threshold32) << 31) | (self.first_child.astype(np.int64) << fbits) \
+                    | self.feature.astype(np.int64)
+                self.packed = (table, fbits)
+        return self.packed or None
+
     def _walk_chunk(self, X32: np.ndarray) -> np.ndarray:
+        packed = self._packed_table() if X32.shape[0] >= PACKED_MIN_ROWS else None
+        if packed is not None:
+            return self._walk_chunk_packed(X32, *packed)
+        return self._walk_chunk_plain(X32)
+
+    def _walk_chunk_packed(self, X32: np.ndarray, table: np.ndarray, fbits: int) -> np.ndarray:
+        n, d = X32.shape
+        x_keys = (_order_keys(X32) << 31).ravel()
+        row_start = np.arange(0, n * d, d, dtype=np.intp)[:, None]
+        fmask = (1 << fbits) - 1
+        node = np.tile(self.roots, (n, 1))
+        for _ in range(self.depth):
+            p = table.take(node)
+            x = x_keys.take((p & fmask) + row_start)
+            node = ((p & _LOW31) >> fbits) - ((p - x) >> 63)
+        terms = self.term.take(node)
+        return np.ascontiguousarray(np.cumsum(terms, axis=1)[:, -1])
+
+    def _walk_chunk_plain(self, X32: np.ndarray) -> np.ndarray:
         n, d = X32.shape
         flat = X32.ravel()
         row_start = np.arange(0, n * d, d, dtype=np.intp)[:, None]
