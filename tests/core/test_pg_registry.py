@@ -270,11 +270,33 @@ def test_an_unreachable_database_is_a_storage_error_and_serving_goes_on(registri
     assert caught.value.code == "storage_error"
     with pytest.raises(StorageError, match="Nothing was changed"):
         registry.update(add_entry("v2"))
-    assert registry.deployed_version() == "v1"  # resident models keep serving from the last copy
+    for _ in range(100):  # resident models keep serving from the last copy, without waiting
+        assert registry.deployed_version() == "v1"
     assert list(registry.read_last_good().entries) == ["v1"]  # reading tools can say what was last known
     relay.start()  # it comes back
-    registry.update(add_entry("v2"))
+    registry.update(add_entry("v2", model_name="net", status="available"))
     assert list(registry.read().entries) == ["v1", "v2"]
+    # A deploy made through another replica while this one's listener reconnects is seen by itself.
+    registries().update(deploy("v2"))
+    deadline = time.monotonic() + 10
+    while registry.deployed_version() != "v2":
+        assert time.monotonic() < deadline, "the change was not seen after the database came back"
+        time.sleep(0.05)
+
+
+def test_without_notifications_a_deploy_is_still_seen_by_polling(registries) -> None:
+    writer, reader = registries(), registries(listen=False, poll_s=0.2)  # LISTEN unavailable (a pooler)
+    for version in ("v1", "v2"):
+        writer.update(add_entry(version, model_name="net", status="available"))
+    writer.update(deploy("v1"))
+    assert reader.deployed_version() == "v1"
+    before = reader.queries
+    writer.update(deploy("v2"))
+    started = time.monotonic()
+    while reader.deployed_version() != "v2":
+        assert time.monotonic() - started < 3, "the deploy was not seen by polling"
+        time.sleep(0.01)
+    assert reader.queries - before < 50  # polled about every 0.2 s, not once per call
 
 
 def test_history_records_and_reads_like_the_file_trail(pg_url: str, pg_relay) -> None:
@@ -388,3 +410,22 @@ def test_a_row_edited_into_an_invalid_entry_is_registry_corrupt_and_left_alone(r
     with pytest.raises(RegistryCorruptError):
         registry.update(add_entry("v2"))  # changing calls refuse too
     assert query(pg_url, "SELECT count(*) FROM registry_entries")[0][0] == 1
+
+
+def test_connections_the_server_closed_are_replaced_without_failing_a_call(registries, pg_url: str,
+                                                                             tmp_path) -> None:
+    from model_mcp.core.monitoring_store import open_store
+
+    registry = registries()
+    registry.update(add_entry("v1", model_name="net", status="available"))
+    registry.read()
+    monitoring = open_store(tmp_path, pg_url)
+    assert monitoring.window_count("v1", "d", "recent") == 0
+    # What a server restart does to every kept connection (the listener's too).
+    ended = query(pg_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")[0][0]
+    assert ended >= 3
+    assert list(registry.read().entries) == ["v1"]  # the first call after it succeeds
+    registry.update(deploy("v1"))
+    assert monitoring.window_count("v1", "d", "recent") == 0
+    monitoring.close()

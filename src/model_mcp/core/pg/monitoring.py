@@ -68,15 +68,23 @@ class PostgresMonitoringStore(MonitoringStore):
         import psycopg
 
         with self._locks[role]:
-            try:
-                connection = self._connections.get(role)
-                if connection is None or connection.closed:
-                    connection = self._connections[role] = connect(self.url)
-                with connection.transaction():
-                    return fn(connection)
-            except psycopg.Error as exc:
-                self._drop(role)
-                raise StoreUnavailable(f"the monitoring database is unavailable: {str(exc).strip()[:300]}") from exc
+            for attempt in (1, 2):
+                reused, begun = False, False
+                try:
+                    connection = self._connections.get(role)
+                    reused = connection is not None and not connection.closed
+                    if not reused:
+                        connection = self._connections[role] = connect(self.url)
+                    with connection.transaction():
+                        begun = True
+                        return fn(connection)
+                except psycopg.Error as exc:
+                    self._drop(role)
+                    if attempt == 1 and reused and not begun and isinstance(exc, psycopg.OperationalError):
+                        continue  # a kept connection the server closed meanwhile: once more on a new one
+                    raise StoreUnavailable(
+                        f"the monitoring database is unavailable: {str(exc).strip()[:300]}") from exc
+            raise AssertionError("unreachable")
 
     def _drop(self, role: str) -> None:
         connection = self._connections.pop(role, None)

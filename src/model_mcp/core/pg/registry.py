@@ -14,9 +14,10 @@ delivered at commit. If `change` raises, or a constraint refuses the result, not
 Reading. `read()` always asks the database. `deployed_version()`, on the predict path, answers from
 the copy this object holds while that copy is current: a listener thread (LISTEN, and a poll of the
 generation every `poll_s` in case a notification is lost) learns of every commit, so predicts make
-no query. While the listener is not connected, every call asks the database; while the database is
-unreachable, `deployed_version()` keeps answering from the last copy (resident models keep serving)
-and `read()`/`update()` raise StorageError (`storage_error`).
+no query. While the listener is not connected, `deployed_version()` answers from the last copy at
+once and refreshes it in the background about every second, so resident models keep serving
+through an outage and a deploy is still seen when notifications are unavailable; `read()` and
+`update()` raise StorageError (`storage_error`) while the database is unreachable.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class PostgresRegistry:
         self._cache_generation = -1
         self._announced = -1  # the highest generation the listener heard of
         self._listening = False  # the listener is connected and has LISTENed since the cache was taken
+        self._refreshing = False  # a background refresh of the deployed version is running
+        self._refreshed_at = 0.0
         self._last_good: list[tuple[str, str]] | None = None  # (version, entry JSON) rows
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
@@ -75,25 +78,41 @@ class PostgresRegistry:
         import psycopg
 
         with self._locks[role]:
-            try:
-                connection = self._connections.get(role)
-                if connection is None or connection.closed:
-                    connection = self._connections[role] = connect(self.url)
-                with connection.transaction():
-                    return fn(connection)
-            except psycopg.errors.IntegrityError as exc:
-                raise _refused(exc) from None
-            except psycopg.errors.LockNotAvailable as exc:
-                raise StorageError(f"Another replica's registry change held the lock for more than "
-                                   f"{self.lock_timeout_s:g} s while {doing}. Nothing was changed; "
-                                   "try again.") from exc
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._drop(role)
-                raise unreachable(exc, doing) from exc
-            except psycopg.Error as exc:
-                self._drop(role)
-                raise StorageError(f"The registry database failed while {doing} ({str(exc).strip()[:200]}). "
-                                   "Nothing was changed.") from exc
+            for attempt in (1, 2):
+                reused, begun = False, False
+                try:
+                    connection = self._connections.get(role)
+                    reused = connection is not None and not connection.closed
+                    if not reused:
+                        connection = self._connections[role] = connect(self.url)
+                    with connection.transaction():
+                        begun = True
+                        return fn(connection)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if attempt == 1 and reused and not begun and not isinstance(exc, psycopg.errors.LockNotAvailable):
+                        # A kept connection the server closed meanwhile (a restart, an idle timeout):
+                        # BEGIN failed, nothing was sent; once more on a new connection.
+                        self._drop(role)
+                        continue
+                    return self._fail(role, doing, exc)
+                except psycopg.Error as exc:
+                    return self._fail(role, doing, exc)
+            raise AssertionError("unreachable")
+
+    def _fail(self, role: str, doing: str, exc: Exception) -> Any:
+        """Raise the project's error for a psycopg failure (dropping a connection that may be broken)."""
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.IntegrityError):
+            raise _refused(exc) from None
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            raise StorageError(f"Another replica's registry change held the lock for more than "
+                               f"{self.lock_timeout_s:g} s while {doing}. Nothing was changed; try again.") from exc
+        self._drop(role)
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            raise unreachable(exc, doing) from exc
+        raise StorageError(f"The registry database failed while {doing} ({str(exc).strip()[:200]}). "
+                           "Nothing was changed.") from exc
 
     def _drop(self, role: str) -> None:
         connection = self._connections.pop(role, None)
@@ -125,6 +144,14 @@ class PostgresRegistry:
         with self._state:
             if self._known and self._listening and self._cache_generation >= self._announced:
                 return self._cache_deployed
+            if self._known and not self._listening:
+                # The listener is away (the database unreachable, or LISTEN unavailable): answer from
+                # the copy at once, and refresh it in the background at most every poll_s, so that no
+                # predict waits for a connection attempt to a database that does not answer.
+                if not self._refreshing and time.monotonic() - self._refreshed_at >= min(self.poll_s, 1.0):
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh_quietly, name="registry-refresh", daemon=True).start()
+                return self._cache_deployed
         try:
             self._fetch_deployed()
         except StorageError:
@@ -133,6 +160,15 @@ class PostgresRegistry:
                     raise
         with self._state:
             return self._cache_deployed
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self._fetch_deployed()
+        except StorageError:
+            pass  # still away: the copy keeps answering
+        finally:
+            with self._state:
+                self._refreshing, self._refreshed_at = False, time.monotonic()
 
     def _fetch_deployed(self) -> None:
         """The deployed version and the generation, in one statement of a few rows (the partial
