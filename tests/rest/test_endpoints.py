@@ -186,6 +186,14 @@ async def test_performance_drift_feedback_and_history(api, packages):
     assert alerts.status_code == 200 and isinstance(alerts.json()["alerts"], list)
     bad = await api.get(f"{API}/alerts", params={"severity": "loud"})
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_input"
+    assert_problem(await api.get(f"{API}/alerts", params={"limit": 1001}), "invalid_input", 422)
+    # The reports on the recent window are kept; the one above is the newest, as the resource answers.
+    kept = await api.get(f"{API}/models/v1/drift", params={"limit": 5})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["stored"] is True and kept.json()["version"] == "v1"
+    assert [r["at"] for r in kept.json()["reports"]] == [drift.json()["generated_at"]]
+    assert kept.json() == api.manager.drift_history(version="v1", limit=5)
+    assert_problem(await api.get(f"{API}/models/nope/drift"), "not_found", 404)
 
 
 async def test_training_service_scan_import_and_discover(make_api, tmp_path, home):
@@ -219,7 +227,8 @@ async def test_health_readiness_and_the_openapi_document(api, packages):
     assert document["servers"] == [{"url": "/api/v1"}]
     assert {"/models", "/models/{version}", "/models/{version}/validate", "/models/{version}/validation",
             "/models/{version}/deploy", "/rollback", "/predict", "/performance", "/drift", "/feedback",
-            "/history", "/training", "/training/import", "/discover"} <= set(document["paths"])
+            "/history", "/training", "/training/import", "/discover", "/alerts",
+            "/models/{version}/drift"} <= set(document["paths"])
     schemas = document["components"]["schemas"]
     assert {"ImportResult", "PredictAnswer", "Problem", "PredictRequest", "ValidationReport"} <= set(schemas)
     ok = document["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]

@@ -117,6 +117,16 @@ class PredictSummary(BaseModel):
     score_quantiles: dict[str, float] | None = Field(description="min, p01, p05, p25, p50, p75, p95, p99, max.")
 
 
+class DriftHistory(BaseModel):
+    """The resource models://{version}/drift: what the monitoring store kept of the last drift reports."""
+
+    version: str
+    stored: bool = Field(description="False when the server keeps no monitoring store (then `reports` is empty).")
+    reports: list[dict[str, Any]] = Field(
+        description="Newest first: at, dataset_drift, share_drifted, drifted_features, n_current, current_source, "
+                    "prediction/performance/concept_drifted, alerts (kind and severity).")
+
+
 class PredictAnswer(PredictResult):
     """The predict tool's answer with its answer-shape fields, which the MCP listing leaves out to save bytes."""
 
@@ -388,11 +398,20 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
     async def alerts(
         version: Annotated[str | None, Query(description="Only this version's alerts.")] = None,
         active_only: Annotated[bool, Query(description="Only alerts still active.")] = False,
-        severity: Annotated[str | None, Query(description="Only this severity.")] = None,
-        limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many alerts.")] = 100,
+        severity: Annotated[Literal["info", "warning", "critical"] | None, Query(description="Only this severity.")]
+        = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many alerts.")] = 100,
     ) -> AlertsResult:
         return await _run(manager.get_alerts, version=version, active_only=active_only, severity=severity,
                           limit=limit)
+
+    @router.get("/models/{version}/drift", response_model=DriftHistory, tags=["monitoring"],
+                summary="The last drift reports on a version's serving inputs, newest first")
+    async def drift_history(
+        version: str,
+        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many reports.")] = 20,
+    ) -> DriftHistory:
+        return DriftHistory.model_validate(await _run(manager.drift_history, version=version, limit=limit))
 
     @router.post("/drift", response_model=DriftReport, tags=["monitoring"], summary="Drift report")
     async def drift(body: DriftRequest | None = None) -> DriftReport:
