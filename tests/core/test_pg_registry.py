@@ -429,3 +429,13 @@ def test_connections_the_server_closed_are_replaced_without_failing_a_call(regis
     registry.update(deploy("v1"))
     assert monitoring.window_count("v1", "d", "recent") == 0
     monitoring.close()
+
+
+def test_the_audit_trail_rides_out_a_restart_without_losing_an_event(pg_url: str) -> None:
+    history = PostgresHistory(pg_url)
+    history.record("import", version="v1", outcome="ok")
+    query(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    history.record("deploy", version="v1", outcome="ok")  # on a new connection, not logged as lost
+    assert [e["event"] for e in history.events()] == ["deploy", "import"]
+    history.close()

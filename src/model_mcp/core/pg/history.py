@@ -43,15 +43,24 @@ class PostgresHistory:
         import psycopg
 
         with self._lock:
-            try:
-                if self._connection is None or self._connection.closed:
-                    self._connection = connect(self.url)
-                cursor = self._connection.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-            except psycopg.Error as exc:
-                self.close()
-                raise StorageError(f"The audit trail's database is unreachable while {doing} "
-                                   f"({str(exc).strip()[:200]}).") from exc
+            for attempt in (1, 2):
+                reused, begun = False, False
+                try:
+                    connection = self._connection
+                    reused = connection is not None and not connection.closed
+                    if connection is None or not reused:
+                        connection = self._connection = connect(self.url)
+                    with connection.transaction():
+                        begun = True
+                        cursor = connection.execute(statement, params)
+                        return cursor.fetchall() if cursor.description else []
+                except psycopg.Error as exc:
+                    self.close()
+                    if attempt == 1 and reused and not begun and isinstance(exc, psycopg.OperationalError):
+                        continue  # a kept connection the server closed meanwhile: once more on a new one
+                    raise StorageError(f"The audit trail's database is unreachable while {doing} "
+                                       f"({str(exc).strip()[:200]}).") from exc
+            raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
