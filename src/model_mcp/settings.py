@@ -131,6 +131,10 @@ class Settings(BaseModel):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("MODEL_MCP_DATABASE_URL must be a postgresql:// URL "
                              "(postgresql://user:password@host:5432/database)")
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:  # found, not imported: start-up stays light
+            raise ValueError("MODEL_MCP_DATABASE_URL needs the PostgreSQL driver: pip install 'model-mcp[postgresql]'")
         return value.strip()
 
     @field_validator("import_roots", mode="after")

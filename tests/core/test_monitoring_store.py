@@ -342,3 +342,16 @@ def test_the_database_url_setting_puts_the_servers_monitoring_store_in_postgresq
         manager.close()
     with pytest.raises(ValidationError, match="postgresql://"):
         Settings.from_env({"MODEL_MCP_HOME": str(tmp_path), "MODEL_MCP_DATABASE_URL": "mysql://x@y/z"})
+
+
+def test_a_database_url_without_the_driver_installed_is_refused_at_start(tmp_path: Path, monkeypatch) -> None:
+    import importlib.util
+
+    from pydantic import ValidationError
+
+    from model_mcp.settings import Settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a))
+    with pytest.raises(ValidationError, match=r"pip install 'model-mcp\[postgresql\]'"):
+        Settings.from_env({"MODEL_MCP_HOME": str(tmp_path), "MODEL_MCP_DATABASE_URL": "postgresql://u@h/db"})
