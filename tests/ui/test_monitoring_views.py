@@ -139,16 +139,30 @@ def test_the_alerts_view_lists_what_get_alerts_answers(monitored, page_factory):
     page.wait_for_selector("#main table")
     rows = page.locator("#main tbody tr")
     assert rows.count() == len(expected)
+    def seen(alert: dict[str, Any]) -> str:
+        text = alert["last_seen"][:16].replace("T", " ") + "Z"
+        if alert["first_seen"] != alert["last_seen"]:
+            text += " (since " + alert["first_seen"][:16].replace("T", " ") + "Z)"
+        return text
+
     for i, alert in enumerate(expected):
         cells = rows.nth(i).locator("td").all_inner_texts()
-        assert cells[:5] == [alert["severity"], alert["kind"], alert["version"], alert["message"], alert["action"]]
-        assert number(cells[6]) == alert["count"] and cells[7] == ("yes" if alert["active"] else "no")
-        assert cells[5].startswith(alert["last_seen"][:16].replace("T", " "))
+        assert cells[0].split() == [alert["severity"], alert["kind"], alert["version"]]
+        assert cells[1:] == [alert["message"], alert["action"], seen(alert), str(alert["count"]),
+                             "yes" if alert["active"] else "no"]
     page.get_by_label("Severity").select_option("critical")
     critical = [a for a in expected if a["severity"] == "critical"]
     expect(page.locator("#main tbody tr")).to_have_count(len(critical))
     screenshot(page, "browser-alerts-1280")
     no_overflow_at(page, 400)
+    # At 400 px each alert shows whole: its message, and when, how often and whether active below it.
+    message = page.locator("#main tbody tr").first.locator("td").nth(1)
+    box = message.bounding_box()
+    assert box["x"] + box["width"] <= 400
+    alert = critical[0]
+    assert message.inner_text() == (f"{alert['message']}\nLast seen {seen(alert)} · {alert['count']} time(s) · "
+                                    + ("active" if alert["active"] else "ended"))
+    screenshot(page, "browser-alerts-400")
     assert page.problems == []
 
 

@@ -966,13 +966,17 @@
         clear(out);
         var list = r.alerts || [];
         if (!list.length) { out.appendChild(okNotice('No alert matches.')); return; }
-        out.appendChild(table('Alerts, newest first', [{ label: 'Severity' }, { label: 'Kind' }, { label: 'Version' }, { label: 'Message' },
-          { label: 'Action', cls: 'hide-narrow' }, { label: 'Last seen' }, { label: 'Count', cls: 'num' }, { label: 'Active' }],
+        // At 400 px: the alert and its message, with when, how often and whether active on a line below it.
+        out.appendChild(table('Alerts, newest first', [{ label: 'Alert' }, { label: 'Message' }, { label: 'Action', cls: 'hide-narrow' },
+          { label: 'Last seen', cls: 'hide-narrow' }, { label: 'Count', cls: 'num hide-narrow' }, { label: 'Active', cls: 'hide-narrow' }],
           list.map(function (a) {
-            return el('tr', null, el('td', null, badge(a.severity)), el('td', { text: a.kind }), el('td', { class: 'wrap', text: text(a.version) }),
-              el('td', { class: 'wrap', text: a.message }), el('td', { class: 'wrap hide-narrow', text: text(a.action) }),
-              el('td', { text: fmtDate(a.last_seen) + (a.first_seen && a.first_seen !== a.last_seen ? ' (since ' + fmtDate(a.first_seen) + ')' : '') }),
-              el('td', { class: 'num', text: fmtNum(a.count, 0) }), el('td', { text: a.active ? 'yes' : 'no' }));
+            var seen = fmtDate(a.last_seen) + (a.first_seen && a.first_seen !== a.last_seen ? ' (since ' + fmtDate(a.first_seen) + ')' : '');
+            return el('tr', null,
+              el('td', null, badge(a.severity), ' ', el('strong', { text: a.kind }), el('div', { class: 'muted wrap', text: text(a.version) })),
+              el('td', { class: 'wrap' }, a.message, el('div', { class: 'muted show-narrow',
+                text: 'Last seen ' + seen + ' · ' + fmtNum(a.count, 0) + ' time(s) · ' + (a.active ? 'active' : 'ended') })),
+              el('td', { class: 'wrap hide-narrow', text: text(a.action) }), el('td', { class: 'hide-narrow', text: seen }),
+              el('td', { class: 'num hide-narrow', text: fmtNum(a.count, 0) }), el('td', { class: 'hide-narrow', text: a.active ? 'yes' : 'no' }));
           })));
       }, function (err) {
         var f = asFailure(err);
