@@ -439,3 +439,29 @@ def test_the_audit_trail_rides_out_a_restart_without_losing_an_event(pg_url: str
     history.record("deploy", version="v1", outcome="ok")  # on a new connection, not logged as lost
     assert [e["event"] for e in history.events()] == ["deploy", "import"]
     history.close()
+
+
+def test_predicts_arriving_together_after_a_deploy_make_one_query(registries) -> None:
+    writer, reader = registries(), registries(poll_s=30.0)
+    for version in ("v1", "v2"):
+        writer.update(add_entry(version, model_name="net", status="available"))
+    writer.update(deploy("v1"))
+    assert reader.deployed_version() == "v1"
+    time.sleep(0.3)  # the listener is connected
+    assert reader.deployed_version() == "v1"
+    writer.update(deploy("v2"))
+    time.sleep(0.3)  # the NOTIFY arrived: the copy is stale
+    before = reader.queries
+    barrier = threading.Barrier(8)
+    answers: list[str | None] = []
+
+    def predict() -> None:
+        barrier.wait()
+        answers.append(reader.deployed_version())
+
+    threads = [threading.Thread(target=predict) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == ["v2"] * 8 and reader.queries - before == 1

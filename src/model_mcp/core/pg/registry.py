@@ -58,6 +58,7 @@ class PostgresRegistry:
         self._connections: dict[str, psycopg.Connection[Any]] = {}
         self._locks = {"write": threading.RLock(), "read": threading.RLock()}
         self._state = threading.Lock()  # guards the cache fields below
+        self._catch_up = threading.Lock()  # one predict at a time reads the deployed version after a change
         self._known = False  # the fields below hold what the database held at _cache_generation
         self._cache_deployed: str | None = None
         self._cache_generation = -1
@@ -152,12 +153,16 @@ class PostgresRegistry:
                     self._refreshing = True
                     threading.Thread(target=self._refresh_quietly, name="registry-refresh", daemon=True).start()
                 return self._cache_deployed
-        try:
-            self._fetch_deployed()
-        except StorageError:
+        with self._catch_up:  # predicts arriving together after a change make one query, not one each
             with self._state:
-                if not self._known:
-                    raise
+                if self._known and self._listening and self._cache_generation >= self._announced:
+                    return self._cache_deployed
+            try:
+                self._fetch_deployed()
+            except StorageError:
+                with self._state:
+                    if not self._known:
+                        raise
         with self._state:
             return self._cache_deployed
 
