@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from model_mcp.core.pg.registry import PostgresRegistry
@@ -55,7 +55,7 @@ def _p50(values: list[float]) -> float:
 
 def _p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -87,7 +87,7 @@ def main() -> int:
                     read = _times_ms(registry.read, repeats)
                     counter = iter(range(10**6))
 
-                    def add_one(s: Snapshot) -> None:
+                    def add_one(s: Snapshot, counter: Iterator[int] = counter) -> None:
                         version = f"x{next(counter)}"
                         s.entries[version] = RegistryEntry(version=version, path=f"models/{version}")
 

@@ -116,14 +116,15 @@ def _copy_history(store: Store, connection: psycopg.Connection[Any], report: Cop
 
 
 _TABLES = {  # monitoring.db table -> (PostgreSQL table, columns in both, order)
-    "buckets": ("monitoring_buckets", "version, deployment, grain, start, process, requests, rows, errors, "
-                "flagged_rows, anomalies, busy_s, cpu_s, rss_bytes, latency", "version, grain, start"),
+    "buckets": ("monitoring_buckets", ("version, deployment, grain, start, process, requests, rows, errors, "
+                                       "flagged_rows, anomalies, busy_s, cpu_s, rss_bytes, latency"),
+                "version, grain, start"),
     "window_rows": ("monitoring_window_rows", "version, deployment, kind, at, x, score, label", "id"),
     "requests": ("monitoring_requests", "request_id, version, deployment, at, n_rows, labels", "at"),
     "feedback": ("monitoring_feedback", "request_id, version, deployment, at, n_rows, truth, predicted", "at"),
     "drift_reports": ("monitoring_drift_reports", "version, deployment, at, summary", "id"),
-    "alerts": ("monitoring_alerts", "key, kind, severity, version, message, action, first_seen, last_seen, count, "
-               "active", "id"),
+    "alerts": ("monitoring_alerts", ("key, kind, severity, version, message, action, first_seen, last_seen, "
+                                     "count, active"), "id"),
 }
 
 
