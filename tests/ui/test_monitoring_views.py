@@ -214,6 +214,22 @@ def test_the_serving_view_charts_the_performance_series(monitored, page_factory)
         box = page.locator(f"#chart-{i}").bounding_box()
         plot = page.locator(f"#chart-{i} .uplot").bounding_box()
         assert plot["x"] >= box["x"] and plot["x"] + plot["width"] <= box["x"] + box["width"] + 0.5
+
+    # The last 24 hours come in 900 s buckets: each drawn as requests and rows per minute.
+    day = (datetime.now(UTC) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    wide = monitored.client.call_tool("performance_report", {"since": day, "bucket_s": 900}).structured_content
+    assert wide["bucket_s"] == 900 and wide["n_requests"] == report["n_requests"]
+    page.get_by_label("Range").select_option(label="last 24 hours")
+    expect(page.locator("#main p.muted").last).to_contain_text("Buckets of 900 s")
+    rows = page.evaluate("""Array.from(document.querySelectorAll('#chart-1 details tbody tr'))
+                            .map(tr => Array.from(tr.cells).map(td => td.textContent))""")
+    traffic = {row[0]: [number(c) for c in row[1:]] for row in rows}
+    assert 96 <= len(traffic) <= 97
+    for bucket in wide["series"]:
+        when = bucket["start"][:16].replace("T", " ") + "Z"
+        assert traffic[when] == [pytest.approx(bucket["requests"] * 60 / 900, abs=5e-3),
+                                 pytest.approx(bucket["rows"] * 60 / 900, abs=5e-3)]
+    assert sum(v[1] for v in traffic.values()) * 15 == pytest.approx(report["n_rows"], abs=0.5)
     no_overflow_at(page, 400)
     screenshot(page, "browser-serving-400")
     assert page.problems == []
