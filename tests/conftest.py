@@ -28,8 +28,13 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_settings(home: Path) -> Callable[..., Settings]:
+def make_settings(home: Path, request: pytest.FixtureRequest) -> Callable[..., Settings]:
+    """Settings on the test's home. With MODEL_MCP_TEST_STORE=postgresql the monitoring store is the
+    test's PostgreSQL database instead of monitoring.db (tests/postgres.py), so the same tests check
+    both backends."""
     def make(**overrides: Any) -> Settings:
+        if os.environ.get("MODEL_MCP_TEST_STORE") == "postgresql" and "database_url" not in overrides:
+            overrides["database_url"] = request.getfixturevalue("pg_url")
         return Settings(home=overrides.pop("home", home), **overrides)
 
     return make
