@@ -48,8 +48,13 @@ def monitored(tmp_path_factory):
             normal = samples.sample_rows(300, seed=5)
             offset = np.array([SHIFTED.get(name, 0.0) for name in NAMES])
             shifted = (samples.training_data(200, seed=9) + offset).tolist()
-            for rows in [normal[i:i + 50] for i in range(0, 300, 50)] + [shifted[i:i + 50] for i in range(0, 200, 50)]:
-                assert not client.call_tool("predict", {"rows": rows}).is_error
+            # Ground truth, given as feedback: the shifted rows are anomalies, the normal ones are not.
+            chunks = [(normal[i:i + 50], 1) for i in range(0, 300, 50)] + [(shifted[i:i + 50], -1) for i in range(0, 200, 50)]
+            for rows, truth in chunks:
+                answer = client.call_tool("predict", {"rows": rows})
+                assert not answer.is_error
+                assert not client.call_tool("record_feedback", {"request_id": answer.structured_content["request_id"],
+                                                                "labels": [truth] * len(rows)}).is_error
             assert client.call_tool("predict", {"rows": [[1.0, 2.0, 3.0]]}).is_error  # counted as an error
             server.client = client
             yield server
@@ -103,8 +108,14 @@ def test_the_drift_view_shows_what_drift_report_computed(monitored, page_factory
     assert f"current {expected['current_source']} ({expected['n_current']:,})" in verdict
     # Some features drifted without a dataset verdict: a warning, not an all-clear.
     assert "warn" in page.locator("#drift-verdict").get_attribute("class")
-    prediction = page.locator("#prediction-drift").inner_text()
-    assert prediction.startswith("Predictions: drifted") and expected["prediction_drift"]["detail"] in prediction
+    # Prediction, performance (from the feedback) and concept drift: the verdict and the server's sentence.
+    for part, key in (("Predictions", "prediction_drift"), ("Performance", "performance_drift"),
+                      ("Concept", "concept_drift")):
+        judged = expected[key]
+        assert judged is not None, key
+        verdict = "not judged" if judged.get("insufficient_data") else "drifted" if judged["drifted"] else "no drift"
+        shown = page.locator(f"#{key.replace('_', '-')}").inner_text()
+        assert shown == f"{part}: {verdict} {judged['detail']}", key
     shown = page.locator("#drift-alerts li").all_inner_texts()
     assert shown == [f"{a['severity']} {a['kind']} {a['message']}" for a in expected["alerts"]]
     # The last reports, as the monitoring store keeps them: the client's report and the page's own.
