@@ -210,8 +210,9 @@ async def test_the_alert_log_is_read_after_a_restart_and_from_another_process(ho
         other.close()
 
 
-async def test_the_drift_reports_resource_keeps_the_reports_on_the_serving_inputs(home, packages):
-    manager = _manager(home, monitor_check_interval_s=0)
+async def test_the_drift_reports_resource_keeps_the_reports_on_the_serving_inputs(make_settings, packages):
+    manager = ModelManager(make_settings(isolated_probe=False, monitor_check_interval_s=0))  # either store backend
+    manager.start()
     async with Client(build_server(manager)) as client:
         await _deploy(client, packages)
         await call(client, "predict", rows=samples.sample_rows(200, seed=3))
@@ -235,7 +236,8 @@ async def test_the_drift_reports_resource_keeps_the_reports_on_the_serving_input
         assert "[not_found]" in str(caught.value)
     manager.close()
 
-    without_store = _manager(home, monitor_store=False)
+    without_store = ModelManager(make_settings(isolated_probe=False, monitor_store=False))
+    without_store.start()
     async with Client(build_server(without_store)) as client:
         read = json.loads((await client.read_resource("models://v1/drift")).contents[0].text)
         assert read == {"version": "v1", "stored": False, "reports": []}
