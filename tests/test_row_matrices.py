@@ -68,3 +68,20 @@ def test_large_matrices_are_judged_in_blocks_and_equal_json() -> None:
     parsed = row_matrices.loads(bytearray(line))
     np.testing.assert_array_equal(parsed["current"], values)
     np.testing.assert_array_equal(parsed["reference"], np.array(json.loads(line)["reference"]))
+
+
+@pytest.mark.parametrize("body", [b"[" * (8 << 20), b"[[1],[" * (1 << 20) + b"]]", b"[[1]" * (2 << 20) + b"]"])
+def test_hostile_bracket_runs_cost_no_more_than_their_bytes(body: bytes) -> None:
+    """Runs of brackets are judged block by block (no array of every bracket's place): what such a
+    line costs beyond itself is json.loads's text, and it is refused as before."""
+    import tracemalloc
+
+    line = bytearray(b'{"a": ' + body + b"}")
+    tracemalloc.start()
+    try:
+        with pytest.raises((ValueError, RecursionError)):
+            row_matrices.loads(line)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(line)

@@ -105,15 +105,18 @@ def _last_close(line: bytearray | bytes, start: int, end: int) -> int:
 def _matrix(data: memoryview) -> np.ndarray | None:
     """The (rows, columns) float64 array of a JSON matrix of numbers, or None if `data` is not one.
 
-    Judged in blocks, so nothing but the result costs memory in proportion to the matrix: first the
-    bytes (their kinds, each number's neighbours, the separators) and the brackets' places, then the
-    numbers per row, then one `np.fromstring` over the bytes with the brackets read as spaces.
+    Judged in blocks of `_BLOCK` bytes with what one block hands the next carried along (the last
+    kinds, the last bracket, the commas of the row still open), so that nothing but the result costs
+    memory in proportion to the matrix, whatever the bytes (a line of `[[[[...` too); then one
+    `np.fromstring` over the bytes with the brackets read as spaces.
     """
     raw = np.frombuffer(data, dtype=np.uint8)
     n = len(raw)
-    opens: list[np.ndarray] = []
-    closes: list[np.ndarray] = []
+    if n < 4 or raw[0] != ord("[") or raw[-1] != ord("]"):
+        return None
     carry = np.zeros(0, dtype=np.uint8)  # the last two non-space kinds before this block
+    last_bracket = 0  # the kind of the last bracket before this block (0: none yet)
+    rows, columns, open_commas = 0, -1, 0  # open_commas: the commas since the last row's `[`
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
         lo, hi = max(0, start - 2), min(n, stop + 1)
@@ -127,30 +130,48 @@ def _matrix(data: memoryview) -> np.ndarray | None:
         if not _numbers_are_json(ext, raw[start:stop]):
             return None
         here = ext[2:-1]
-        opens.append(np.flatnonzero(here == _OPEN) + start)
-        closes.append(np.flatnonzero(here == _CLOSE) + start)
         packed = np.concatenate([carry, here[here != _SPACE]])
         if start == 0 and (len(packed) < 2 or packed[1] != _OPEN):
             return None  # the first item is a row
         if not _separators_fit(packed):
             return None
         carry = packed[-2:]
-    if len(carry) < 2 or carry[0] != _CLOSE:
+        # Brackets alternate `[` `]` after the outer `[` (and before the outer `]`): rows two deep.
+        brackets = here[(here == _OPEN) | (here == _CLOSE)]
+        if len(brackets):
+            sequence = np.concatenate([[last_bracket], brackets]) if last_bracket else brackets[1:]
+            same = sequence[1:] == sequence[:-1]
+            if start + _BLOCK >= n:
+                same = same[:-1]  # the outer `]` closes after a row's `]`
+            if same.any():
+                return None
+            last_bracket = int(brackets[-1])
+        # Numbers per row: the commas from a row's `[` to the next row's `[` (its own and the one
+        # between rows) are the same for every row but the last, which has one fewer.
+        opens = np.flatnonzero(here == _OPEN)
+        if start == 0:
+            opens = opens[1:]  # the outer `[`
+        commas = np.flatnonzero(here == _COMMA)
+        if len(opens):
+            before = np.searchsorted(commas, opens)
+            counts = np.diff(before)
+            if rows:
+                counts = np.concatenate([[open_commas + before[0]], counts])
+            if len(counts):
+                if columns < 0:
+                    columns = int(counts[0])
+                if (counts != columns).any():
+                    return None  # ragged rows: the tools name the row that differs
+            rows += len(opens)
+            open_commas = len(commas) - int(before[-1])
+        else:
+            open_commas += len(commas)
+    if len(carry) < 2 or carry[0] != _CLOSE or rows == 0:
         return None  # the last item is a row
-    open_at, close_at = np.concatenate(opens), np.concatenate(closes)
-    rows = _row_count(open_at, close_at, n)
-    if rows is None:
+    if rows == 1:
+        columns = open_commas + 1
+    if open_commas != columns - 1:
         return None
-    # Numbers per row: the commas from each row's `[` up to the next row's `[` (its own commas and the
-    # one after it), counted block by block.
-    per_row = np.zeros(rows + 1, dtype=np.int64)
-    inner_opens = open_at[1:]
-    for start in range(0, n, _BLOCK):
-        commas = np.flatnonzero(raw[start:start + _BLOCK] == ord(",")) + start
-        per_row += np.bincount(np.searchsorted(inner_opens, commas), minlength=rows + 1)
-    columns = int(per_row[1]) if rows > 1 else int(per_row[1]) + 1
-    if rows > 1 and not (per_row[1:rows] == columns).all():
-        return None  # ragged rows: the tools name the row that differs
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy warns, and stops, at bytes it cannot read
         try:
@@ -163,17 +184,6 @@ def _matrix(data: memoryview) -> np.ndarray | None:
 
 
 _NO_BRACKETS = bytes.maketrans(b"[]", b"  ")
-
-
-def _row_count(open_at: np.ndarray, close_at: np.ndarray, size: int) -> int | None:
-    """Rows of a matrix nested exactly two deep (`[` `[`...`]` `,` `[`...`]` `]`), else None."""
-    if len(open_at) != len(close_at) or len(open_at) < 2 or open_at[0] != 0 or close_at[-1] != size - 1:
-        return None
-    inner_opens, inner_closes = open_at[1:], close_at[:-1]
-    # Each row closes after it opens and before the next one opens.
-    if not ((inner_opens < inner_closes).all() and (inner_closes[:-1] < inner_opens[1:]).all()):
-        return None
-    return len(inner_opens)
 
 
 def _numbers_are_json(ext: np.ndarray, chars: np.ndarray) -> bool:
