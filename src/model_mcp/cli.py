@@ -33,6 +33,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="run packages' validate_model.py (in a limited subprocess) during validation")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (off) or a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-mcp", description="MCP server for anomaly-detection models.")
     parser.add_argument("--version", action="version", version=f"model-mcp {__version__}")
@@ -43,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or Streamable HTTP")
     serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (default 8765)")
+    serve.add_argument("--watch-training", type=_seconds, nargs="?", const=30.0, metavar="SECONDS",
+                       help="import new complete packages from the training folder every SECONDS "
+                            "(30 without a value; default: $MODEL_MCP_WATCH_TRAINING_S, else off)")
 
     register_operator_commands(commands)
 
@@ -61,6 +74,7 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         "transport": getattr(args, "transport", None),
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
+        "watch_training_s": getattr(args, "watch_training", None),
     }
     return Settings.from_env(dict(os.environ) if env is None else env, **flags)
 

@@ -42,15 +42,22 @@ def serve(settings: Settings) -> int:
     manager.discover_in_background()
     # Watches the deployed version on its own: operational alerts, and drift once enough new rows came.
     manager.start_background_check()
+    # Imports new complete packages from the training folder (--watch-training; one watcher per home).
+    watch = manager.start_training_watch()
     server = build_server(manager)
-    log.info("serving", home=str(settings.home), transport=settings.transport, read_only=settings.read_only)
-    if settings.transport == "http":
-        from model_mcp.http_app import serve_http
+    log.info("serving", home=str(settings.home), transport=settings.transport, read_only=settings.read_only,
+             watch_training_s=watch.interval_s if watch else 0)
+    try:
+        if settings.transport == "http":
+            from model_mcp.http_app import serve_http
 
-        return serve_http(server, settings, manager)
-    import anyio
+            return serve_http(server, settings, manager)
+        import anyio
 
-    from model_mcp.stdio_transport import run_stdio
+        from model_mcp.stdio_transport import run_stdio
 
-    anyio.run(run_stdio, server, settings.max_message_bytes)
-    return 0
+        anyio.run(run_stdio, server, settings.max_message_bytes)
+        return 0
+    finally:
+        if watch is not None:
+            watch.stop()  # lets an import in progress finish, then gives the home's watch lock up

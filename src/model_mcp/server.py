@@ -440,9 +440,9 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="Scan the training service's folder",
         description=(
-            "List the packages in the training service's folder (complete or still being written, already "
-            "imported or not), and import the newest complete one (`import_latest`) or named versions, with "
-            "import_zip's checks. Per-package failures go to `errors`."
+            "List the training folder's packages (complete or not, imported or not); import "
+            "the newest complete one (`import_latest`) or named versions, with import_zip's checks. Failures "
+            "go to `errors`."
         ),
         annotations=_changing(idempotent=True),
     )

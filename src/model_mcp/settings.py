@@ -37,6 +37,8 @@ class Settings(BaseModel):
     home: Path
     training_dir: Path | None = None
     read_only: bool = False
+    # The training-folder watch of `serve` (core/training_watch.py): seconds between scans; 0 = off.
+    watch_training_s: float = Field(default=0.0, ge=0)
 
     # Archive limits (docs/operations.md, Configuration).
     max_upload_bytes: int = 512 * MIB

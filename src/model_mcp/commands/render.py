@@ -224,6 +224,9 @@ def feedback(a: dict[str, Any]) -> list[str]:
 
 def scanned(a: dict[str, Any]) -> list[str]:
     lines = [f"Training folder: {_text(a.get('training_dir'))}"]
+    health = a.get("health") or {}
+    if health.get("watching"):
+        lines.append(f"Watched: a server imports new complete packages every {health.get('interval_s'):g} s.")
     packages = a.get("packages", [])
     if packages:
         lines += table(["version", "model", "created_at", "kind", "complete", "imported", "location", "problems"],

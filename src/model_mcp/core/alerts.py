@@ -1,7 +1,7 @@
 """One Alert type for every alert the server raises, and their wording.
 
 Operational alerts (error rate, latency, resources, the monitoring store itself) come from serving
-figures; drift alerts (feature, prediction, performance, concept) from a drift report's verdicts.
+figures; the training-folder watch raises `training_service` while the folder cannot be scanned; drift alerts (feature, prediction, performance, concept) from a drift report's verdicts.
 Both are the same `Alert`: a kind, a severity, a message saying what was seen and what to do, and
 the action on its own (for a pager line or a button). `AlertRecord` is an alert with memory, as the
 monitoring store keeps it: when it was first and last seen, how often, and whether it still holds.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # drift.py imports scipy; only its types are needed here
 
 Severity = Literal["info", "warning", "critical"]
 AlertKind = Literal["feature_drift", "prediction_drift", "performance_drift", "concept_drift", "error_rate",
-                    "latency", "resource", "monitoring_store"]
+                    "latency", "resource", "monitoring_store", "training_service"]
 
 # Which evaluation raises which kinds: an evaluation that no longer raises one of its kinds ends it.
 OPERATIONAL_KINDS: tuple[str, ...] = ("error_rate", "latency", "resource")
@@ -128,6 +128,14 @@ def dropped_alert(dropped: int) -> Alert:
     return _alert("monitoring_store", "warning",
                   f"The monitoring recorder dropped {dropped} predict records because its queue was full.",
                   "The store cannot keep up: check the disk's speed, or lower the predict rate.")
+
+
+def training_service_alert(problem: str) -> Alert:
+    """The training-folder watch cannot scan the folder: nothing new is imported until it can."""
+    return _alert("training_service", "warning",
+                  f"The training-folder watch cannot scan the folder: {problem} New packages are not imported "
+                  "meanwhile.",
+                  "Check the folder's mount and permissions; the alert ends at the first scan that works.")
 
 
 # --------------------------------------------------------------------------- drift

@@ -509,6 +509,8 @@ class ScanResult(BaseModel):
         description="Newest first: version, model_name, created_at, location, kind, complete, "
                     "already_imported, problems."
     )
-    imported: list[str] = Field(description="Versions this call imported.")
-    already_present: list[str] = Field(default_factory=list, description="Asked for, but already imported.")
-    errors: list[ScanError] = Field(description="Failed imports, with their error code.")
+    imported: list[str] = Field(description="Imported by this call.")
+    already_present: list[str] = Field(default_factory=list, description="Asked for, already there.")
+    errors: list[ScanError] = Field(description="Failed imports, with codes.")
+    health: dict[str, Any] = Field(
+        default_factory=dict, description="reachable, readable, last_scan, last_error, watching, interval_s.")

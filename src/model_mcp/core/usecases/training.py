@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import TYPE_CHECKING
 
 from model_mcp.core.errors import (
     InvalidInputError,
     InvalidStateError,
     ModelMcpError,
     ReadOnlyError,
+    TrainingServiceUnavailableError,
 )
 from model_mcp.core.schemas import (
     ImportResult,
@@ -21,11 +24,53 @@ from model_mcp.core.training import (
     scan_training_dir,
     stable_copy_check,
 )
+from model_mcp.core.training_watch import LOCK_NAME, TrainingHealth, TrainingWatch
 from model_mcp.core.usecases.base import Progress, UseCaseBase
+from model_mcp.logs import get_logger
+
+if TYPE_CHECKING:
+    from model_mcp.core.registry import Snapshot
+
+log = get_logger(__name__)
+_HEALTH_LOCK = threading.Lock()
 
 
 class TrainingCases(UseCaseBase):
-    """scan_training_service."""
+    """scan_training_service, and the training-folder watch (core/training_watch.py)."""
+
+    # --- the watch and the folder's health -----------------------------------------------------
+    def training_health(self) -> TrainingHealth:
+        """This process's memory of the training folder's health (made on first use)."""
+        health = self.__dict__.get("_training_health")
+        if health is None:
+            with _HEALTH_LOCK:
+                health = self.__dict__.setdefault("_training_health", TrainingHealth())
+        return health
+
+    def start_training_watch(self, interval_s: float | None = None) -> TrainingWatch | None:
+        """The server's training-folder watch (off in read-only mode, without a training folder, or
+        with interval 0). Started here; it imports only while it holds the home's watch lock."""
+        interval = self.settings.watch_training_s if interval_s is None else interval_s
+        if interval <= 0:
+            return None
+        if self.settings.read_only:
+            log.info("training_watch_off", reason="the server is read-only")
+            return None
+        if self.settings.training_dir is None:
+            log.warning("training_watch_off", reason="no training folder is configured (--training-dir)")
+            return None
+        watch = TrainingWatch(self, interval_s=interval)  # type: ignore[arg-type]
+        watch.start()
+        return watch
+
+    def already_imported(self, snapshot: Snapshot, pkg: TrainingPackage) -> bool:
+        """The registry holds this package's version (with the same files, when the manifest says them)."""
+        entry = snapshot.get(pkg.version) if pkg.version else None
+        if entry is None:
+            return False
+        if pkg.fingerprint is not None:
+            return self._entry_fingerprint(entry) == pkg.fingerprint
+        return True
 
     # --- the training service ------------------------------------------------------------------
     def scan_training_service(self, *, import_latest: bool = False, import_versions: list[str] | None = None,
@@ -43,17 +88,24 @@ class TrainingCases(UseCaseBase):
         if (import_latest or import_versions) and self.settings.read_only:
             raise ReadOnlyError("The server was started read-only; scan_training_service can list but not import.")
         root = self.settings.training_dir
-        packages = scan_training_dir(root, max_zip_bytes=self.limits.max_upload_bytes,
-                                     max_members=self.limits.max_members)
+        health = self.training_health()
+        try:
+            packages = scan_training_dir(root, max_zip_bytes=self.limits.max_upload_bytes,
+                                         max_members=self.limits.max_members)
+        except TrainingServiceUnavailableError as exc:
+            if root is None:
+                raise
+            health.failed(exc)
+            answer = health.answer(self._watch_lock_path())
+            known = f" Last successful scan: {answer['last_scan']}." if answer["last_scan"] else ""
+            watched = (f" The training-folder watch checks it every {answer['interval_s']:g} s."
+                       if answer["watching"] else "")
+            raise TrainingServiceUnavailableError(f"{exc}{known}{watched}", data={"health": answer}) from exc
+        health.scanned()
         snapshot, _ = self.read_registry_for_reading()
 
         def already(pkg: TrainingPackage) -> bool:
-            entry = snapshot.get(pkg.version) if pkg.version else None
-            if entry is None:
-                return False
-            if pkg.fingerprint is not None:
-                return self._entry_fingerprint(entry) == pkg.fingerprint
-            return True
+            return self.already_imported(snapshot, pkg)
 
         wanted: list[TrainingPackage] = []
         errors: list[ScanError] = []
@@ -86,7 +138,11 @@ class TrainingCases(UseCaseBase):
             imported=imported,
             already_present=present,
             errors=errors,
+            health=health.answer(self._watch_lock_path()),
         )
+
+    def _watch_lock_path(self):
+        return self.settings.home / LOCK_NAME
 
     def _transfer(self, pkg: TrainingPackage, errors: list[ScanError]) -> ImportResult | None:
         started = time.perf_counter()
