@@ -7,6 +7,7 @@ that waits for "ticks" waits on the watcher's tick counter, never on wall-clock 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -251,6 +252,33 @@ async def test_the_folder_gone_raises_an_alert_and_health_says_so_then_it_ends(m
         assert [(a["kind"], a["active"]) for a in alerts] == [("training_service", False)]
         health = (await call(client, "scan_training_service"))["health"]
         assert health["reachable"] is True and health["last_error"] is None and health["last_scan"] > good_scan
+
+
+def test_health_tells_a_folder_not_there_from_one_that_cannot_be_listed(tmp_path):
+    """Permissions cannot be taken away from root (these tests' user), so the scan's own error is
+    built from the OSError the kernel gives a non-root reader of a folder without `r`."""
+    from model_mcp.core.errors import TrainingServiceUnavailableError
+    from model_mcp.core.training import scan_training_dir
+    from model_mcp.core.training_watch import TrainingHealth
+
+    health = TrainingHealth()
+    with pytest.raises(TrainingServiceUnavailableError) as missing:
+        scan_training_dir(tmp_path / "missing")
+    health.failed(missing.value)
+    assert (health.reachable, health.readable) == (False, False) and "does not exist" in health.last_error
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(TrainingServiceUnavailableError) as not_folder:
+        scan_training_dir(tmp_path / "a-file")
+    health.failed(not_folder.value)
+    assert (health.reachable, health.readable) == (False, False) and "not a folder" in health.last_error
+    try:
+        raise TrainingServiceUnavailableError("The training directory cannot be read (Permission denied).") \
+            from PermissionError(errno.EACCES, "Permission denied")
+    except TrainingServiceUnavailableError as denied:
+        health.failed(denied)
+    assert (health.reachable, health.readable) == (True, False) and health.last_scan is None
+    health.scanned()
+    assert (health.reachable, health.readable, health.last_error) == (True, True, None) and health.last_scan
 
 
 async def test_without_a_watch_the_health_says_not_watching(make_manager):
