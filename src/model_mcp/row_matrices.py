@@ -45,11 +45,15 @@ _NUMBERISH = (_D, _MINUS, _PLUS, _DOT, _E)
 _BLOCK = 1 << 20  # bytes judged at a time: the checks' temporaries stay this small
 
 
-def loads(line: bytearray | bytes) -> Any:
+def loads(line: bytearray | bytes, *, errors: str = "replace") -> Any:
     """The JSON value of `line`, its large number matrices as float64 arrays (see the module doc).
 
-    Raises what `json.loads` raises for a line that is no JSON; undecodable bytes read as U+FFFD.
+    Raises what `json.loads` raises for a line that is no JSON. Undecodable bytes read as U+FFFD
+    (as the SDK's stdio reader does); `errors="strict"` raises UnicodeDecodeError for them instead.
     """
+    def _json(data: bytearray | bytes) -> Any:
+        return json.loads(data.decode("utf-8", errors=errors))
+
     if len(line) < MIN_MATRIX_BYTES:
         return _json(line)
     matrices: dict[str, np.ndarray] = {}
@@ -78,11 +82,6 @@ def loads(line: bytearray | bytes) -> Any:
         return _json(line)  # a "matrix" inside a string, or the message is no JSON: as before
     del pieces
     return _put_back(value, matrices)
-
-
-def _json(data: bytearray | bytes) -> Any:
-    """json.loads of bytes whose undecodable bytes read as U+FFFD (as the SDK's reader does)."""
-    return json.loads(data.decode("utf-8", errors="replace"))
 
 
 def _put_back(value: Any, matrices: dict[str, np.ndarray]) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import base64
 
 import httpx2
@@ -116,6 +118,28 @@ async def test_predict_takes_csv_with_a_header_row(api, packages):
     assert one.json()["scores"] == pytest.approx(by_json.json()["scores"][:1])
     bad = "bytes_in\nnot-a-number\n"
     assert_problem(await api.post(f"{API}/predict", content=bad, headers={"Content-Type": "text/csv"}),
+                   "invalid_input", 422)
+
+
+async def test_a_large_json_body_answers_as_rows_given_as_objects(api, packages):
+    """10,000 rows as a matrix (parsed into an array, row_matrices) and as objects (json.loads): the
+    same answer; a ragged or non-UTF-8 body is refused as before."""
+    await imported(api, packages)
+    await api.post(f"{API}/models/v1/deploy")
+    rows = samples.sample_rows(10_000)
+    names = samples.feature_names_for(8)
+    as_matrix = await api.post(f"{API}/predict", json={"rows": rows, "exact_scores": True})
+    as_objects = await api.post(f"{API}/predict", json={"rows": [dict(zip(names, r, strict=True)) for r in rows],
+                                                        "exact_scores": True})
+    assert as_matrix.status_code == as_objects.status_code == 200, as_matrix.text
+    for field in ("labels", "scores", "anomaly_count", "n_rows"):
+        assert as_matrix.json()[field] == as_objects.json()[field], field
+    ragged = [list(r) for r in rows]
+    ragged[9] = ragged[9][:5]
+    problem = assert_problem(await api.post(f"{API}/predict", json={"rows": ragged}), "invalid_input", 422)
+    assert "row 9" in problem["detail"]
+    body = json.dumps({"rows": rows, "version": "\udcff"}).encode().replace(b"\\udcff", b"\xff")
+    assert_problem(await api.post(f"{API}/predict", content=body, headers={"Content-Type": "application/json"}),
                    "invalid_input", 422)
 
 

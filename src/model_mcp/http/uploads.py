@@ -14,7 +14,6 @@ the page cache, microseconds; a thread hop per chunk would cost more than the wr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -176,7 +175,10 @@ async def read_json_body(request: Request, limit: int) -> Any:
     raw = b"".join(chunks)
     if not raw.strip():
         return None
+    from model_mcp import row_matrices
+
     try:
-        return json.loads(raw)
+        # A large body's matrices of numbers (predict's rows) become arrays, not a float object each.
+        return row_matrices.loads(raw, errors="strict")
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(f"The body is not readable JSON ({str(exc)[:200]}).") from None
