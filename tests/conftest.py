@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,23 @@ def manager(settings: Settings) -> ModelManager:
     m = ModelManager(settings)
     m.start()
     return m
+
+
+@pytest.fixture
+def make_started_manager(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., ModelManager]]:
+    """make_started_manager(**settings) -> a started ModelManager over the test's home; each is closed
+    (recorder, webhook, monitoring store) when the test ends."""
+    made: list[ModelManager] = []
+
+    def make(**overrides: Any) -> ModelManager:
+        manager = ModelManager(make_settings(**overrides))
+        manager.start()
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.close()
 
 
 @pytest.fixture

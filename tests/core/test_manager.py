@@ -8,9 +8,8 @@ call that fails leaves the store as it was and, for a change, one `failed` line 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,24 +23,13 @@ from model_mcp.core.errors import (
     VersionMismatchError,
 )
 from model_mcp.core.manager import ModelManager
-from model_mcp.settings import Settings
 from tests.conftest import store_state
 
 
 @pytest.fixture
-def use_cases(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., ModelManager]]:
+def use_cases(make_started_manager: Callable[..., ModelManager]) -> Callable[..., ModelManager]:
     """use_cases(**settings) -> a started ModelManager over the test's home, closed at the end."""
-    made: list[ModelManager] = []
-
-    def make(**overrides: Any) -> ModelManager:
-        manager = ModelManager(make_settings(**overrides))
-        manager.start()
-        made.append(manager)
-        return manager
-
-    yield make
-    for manager in made:
-        manager.close()
+    return make_started_manager
 
 
 def test_import_list_get_validate_delete_and_the_audit_trail(use_cases, packages, home: Path) -> None:

@@ -63,20 +63,13 @@ def training(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_manager(make_settings, training):
-    made: list[ModelManager] = []
-
+def make_manager(make_started_manager, training):
     def make(**overrides) -> ModelManager:
         overrides.setdefault("training_dir", training)
         overrides.setdefault("isolated_probe", False)  # orthogonal here, and 1 s per import
-        manager = ModelManager(make_settings(**overrides))
-        manager.start()
-        made.append(manager)
-        return manager
+        return make_started_manager(**overrides)
 
-    yield make
-    for manager in made:
-        manager.close()
+    return make
 
 
 @pytest.fixture
