@@ -187,6 +187,26 @@ async def test_predict_takes_exact_scores_and_summary_only_as_the_tool_does(api,
     assert_problem(await api.post(f"{API}/predict", json={"rows": rows, "exact": True}), "invalid_input", 422)
 
 
+async def test_a_large_drift_body_answers_as_rows_given_as_objects(api, packages):
+    """/drift's body goes through FastAPI: its matrices are read as arrays too (a `_RowsRequest`); the
+    report equals the one for the same rows as objects, and a body that is no JSON is refused as before."""
+    await imported(api, packages)
+    await api.post(f"{API}/models/v1/deploy")
+    names = samples.feature_names_for(8)
+    current = [[round(v, 1) for v in row] for row in samples.outliers(20_000).tolist()]
+    reference = [[round(v, 1) for v in row] for row in samples.sample_rows(20_000)]
+    as_matrix = await api.post(f"{API}/drift", json={"current": current, "reference": reference})
+    as_objects = await api.post(f"{API}/drift", json={
+        "current": [dict(zip(names, r, strict=True)) for r in current],
+        "reference": [dict(zip(names, r, strict=True)) for r in reference]})
+    assert as_matrix.status_code == as_objects.status_code == 200, as_matrix.text
+    assert as_matrix.json()["features"] == as_objects.json()["features"]
+    assert as_matrix.json()["dataset_drift"] and as_matrix.json()["n_current"] == 20_000
+    broken = json.dumps({"current": current}).encode()[:-2]
+    assert_problem(await api.post(f"{API}/drift", content=broken, headers={"Content-Type": "application/json"}),
+                   "invalid_input", 422)
+
+
 async def test_performance_drift_feedback_and_history(api, packages):
     await imported(api, packages)
     await api.post(f"{API}/models/v1/deploy")

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -262,7 +263,7 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
         root_path_in_servers=False,
     )
     _install_error_handlers(app)
-    router = APIRouter()
+    router = APIRouter(route_class=_RowsRoute)
     limits = manager.limits
 
     # --- models -------------------------------------------------------------------------------
@@ -513,3 +514,33 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         count_refusal("rest", "internal_error")
         return problem_for_error(_internal(request.url.path, exc))
+
+
+class _RowsRequest(Request):
+    """A request whose JSON body reads its large matrices of numbers (the rows of /drift) as arrays,
+    as stdio lines and read_json_body do (`row_matrices`), not as one float object per number."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            import json
+
+            from model_mcp import row_matrices
+
+            body = await self.body()
+            try:
+                self._json = row_matrices.loads(body, errors="strict")
+            except UnicodeDecodeError:
+                self._json = json.loads(body)  # UTF-16 or -32, which Starlette's json.loads detects
+        return self._json
+
+
+class _RowsRoute(APIRoute):
+    """FastAPI reads JSON bodies through `request.json()`: give it a `_RowsRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_RowsRequest(request.scope, request.receive))
+
+        return route
