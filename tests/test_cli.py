@@ -115,7 +115,8 @@ def test_every_command_over_one_home(tmp_path, capsys, two_packages):
 
     code, out, _ = cli(capsys, "list", "--home", home, "--status", "available")
     assert code == EXIT_OK and "2 of 2 versions; deployed: -" in out
-    assert out.splitlines()[0].split() == ["VERSION", "MODEL", "STATUS", "CREATED_AT", "SOURCE", "QUALITY"]
+    assert out.splitlines()[0].split() == ["VERSION", "MODEL", "STATUS", "SEMVER", "ALIASES", "CREATED_AT", "SOURCE",
+                                         "QUALITY"]
 
     code, out, _ = cli(capsys, "show", "b", "--home", home)
     assert code == EXIT_OK and "model.joblib" in out and "features:" in out and "bytes_in" in out
@@ -286,22 +287,23 @@ def test_usage_errors_exit_2(tmp_path, capsys, two_packages):
 
 def test_each_help_shows_only_its_own_flags(capsys):
     own = {
-        "predict": {"--input", "--model-version"},
+        "predict": {"--input", "--model-version", "--model-name"},
         "scan": {"--import-latest", "--import", "--training-dir"},
-        "drift": {"--current", "--reference", "--window"},
+        "drift": {"--current", "--reference", "--window", "--model-name"},
         "feedback": {"--labels", "--labels-file"},
         "delete": {"--yes"},
         "history": {"--kind", "--limit"},
-        "list": {"--status", "--model-name", "--limit", "--offset"},
-        "rollback": {"--to"},
+        "list": {"--status", "--model-name", "--limit", "--offset", "--query", "--tag", "--min-quality",
+                 "--deployed-only", "--sort"},
+        "rollback": {"--to", "--model-name"},
         "validate": {"--shallow"},
         "show": {"--details"},
-        "alerts": {"--active", "--severity", "--limit"},
+        "alerts": {"--active", "--severity", "--limit", "--model-name"},
     }
     from model_mcp.commands import _accepts
 
     if _accepts("performance_report", "since"):
-        own["performance"] = {"--since", "--until", "--bucket-s"}
+        own["performance"] = {"--since", "--until", "--bucket-s", "--model-name"}
     if _accepts("predict", "summary_only"):
         own["predict"] |= {"--exact-scores", "--summary-only"}
     every_flag = set().union(*own.values()) | {"--enable-custom-script", "--transport", "--read-only", "--port"}

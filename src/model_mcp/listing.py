@@ -11,7 +11,12 @@ adds for humans reading generated docs:
   flags `"type": [X, "null"]` as unportable (some clients map schemas onto a one-type dialect);
 - `default` and `required` in output schemas: every answer carries every field its schema lists
   (answers are pydantic models dumped whole), so `required` would only repeat the property names;
-- `additionalProperties: true` and empty `items: {}`, which say what their absence says.
+- `additionalProperties: true` and empty `items: {}`, which say what their absence says;
+- an answer's nested shapes: an output schema lists the answer's fields with their types, and a
+  field holding an object or a list of objects says just that (`{"type": "object"}`, or an array of
+  them), without the nested fields. The listing must stay under 24 KB with every tool of the server
+  (about 26); the nested shapes are in docs/reference.md and in each tool's description, and a
+  client validating against the shallow schema accepts every answer the full one does.
 
 Every rewrite of an output schema keeps (or widens) the set of accepted values, so a client
 validating structured content against the lean schema accepts every answer the full one does.
@@ -31,7 +36,34 @@ _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 
 def lean_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
     """A lean copy of `schema`; `output=True` for an output schema (see the module docstring)."""
+    if output:
+        schema = _shallow(schema)
     return _lean(schema, output=output)
+
+
+def _shallow(schema: dict[str, Any]) -> dict[str, Any]:
+    """The answer's own fields with their types; nested objects only as objects, no `$defs`."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    top = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+    top["properties"] = {name: _outline(sub) for name, sub in properties.items()}
+    return top
+
+
+def _outline(node: Any) -> Any:
+    """A field's schema with any object inside it (a $ref, properties) reduced to `{"type": "object"}`."""
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node or "properties" in node or node.get("type") == "object":
+        return {"type": "object", **({"description": node["description"]} if "description" in node else {})}
+    out = dict(node)
+    if "items" in out:
+        out["items"] = _outline(out["items"])
+    for key in ("anyOf", "oneOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [_outline(sub) for sub in out[key]]
+    return out
 
 
 def _lean(node: Any, *, output: bool) -> Any:

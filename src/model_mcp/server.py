@@ -38,6 +38,7 @@ from model_mcp.core.manager import ModelManager
 from model_mcp.core.predict_answer import answer_text
 from model_mcp.core.refusals import count_refusal
 from model_mcp.core.schemas import (
+    AliasResult,
     DeleteResult,
     DeployResult,
     DiscoverResult,
@@ -183,7 +184,8 @@ class _Server(MCPServer):
                 self.after_call()
 
 
-VersionArg = Annotated[str | None, Field(description="Default: the deployed version.")]
+VersionArg = Annotated[str | None, Field(description="Or name@alias. Default: the deployed version.")]
+ModelNameArg = Annotated[str | None, Field(description="Its deployed version; needed when several models serve.")]
 _ROW = {"anyOf": [{"type": "array", "items": {"type": "number"}},
                   {"type": "object", "additionalProperties": {"type": "number"}}]}
 _ROWS_SCHEMA = {"type": "array", "items": _ROW}
@@ -267,8 +269,9 @@ def build_server(manager: ModelManager) -> MCPServer:
     @server.tool(
         title="List registered models",
         description=(
-            "The registered versions, newest created_at first, with deployed_version and the total matching "
-            "the filters. Start here to find a version to deploy or inspect."
+            "The catalog: registered versions (newest created_at first, or `sort`), the deployed version per "
+            "model, a summary per model, the total matching. `query` matches name, description, tags, feature "
+            "names, versions. Start here to find a version to deploy or inspect."
         ),
         annotations=READ_ONLY,
     )
@@ -277,9 +280,15 @@ def build_server(manager: ModelManager) -> MCPServer:
         model_name: str | None = None,
         limit: Annotated[int | None, Field(ge=0, le=10_000)] = None,
         offset: Annotated[int, Field(ge=0)] = 0,
+        query: str | None = None,
+        tag: str | None = None,
+        min_quality_score: float | None = None,
+        deployed_only: bool = False,
+        sort: Literal["created_at", "imported_at", "quality_score", "semantic_version"] = "created_at",
     ) -> ListModelsResult:
         return await _call("list_models", manager.list_models, status=status, model_name=model_name,
-                           limit=limit, offset=offset)
+                           limit=limit, offset=offset, query=query, tag=tag, min_quality_score=min_quality_score,
+                           deployed_only=deployed_only, sort=sort)
 
     @server.tool(
         title="Get one model version",
@@ -321,31 +330,54 @@ def build_server(manager: ModelManager) -> MCPServer:
         @server.tool(
             title="Deploy a model version",
             description=(
-                "Make a version serve predict: validates it first, then switches atomically; the previous one "
-                "becomes `available`. On [validation_failed] (report attached) nothing changes and the old model "
+                "Make a version serve predict for its model_name: validates it first, then switches atomically; "
+                "that model's previous version becomes `available`, other models keep serving. On [validation_failed] (report attached) nothing changes and the old model "
                 "keeps serving. `failed`/`archived` versions: [invalid_state]."
             ),
             annotations=_changing(idempotent=True),
         )
         async def deploy(
             ctx: Context,
-            version: Annotated[str, Field(description="A registered version (list_models).")],
+            version: Annotated[str, Field(description="A registered version or name@alias.")],
         ) -> DeployResult:
             return await _call("deploy", manager.deploy, version=version, progress=_ProgressRelay(ctx))
 
         @server.tool(
             title="Roll back the deployed model",
             description=(
-                "Serve the version deployed before the current one again (repeated calls walk further back), or "
-                "`to_version`. Validated first; on failure nothing changes. [no_rollback_target] if none."
+                "Serve a model's previously deployed version again (repeated calls walk further back), or "
+                "`to_version`. model_name: needed when several models serve. Validated first; on failure nothing "
+                "changes. [no_rollback_target] if none."
             ),
             annotations=_changing(idempotent=False),
         )
         async def rollback(
             ctx: Context,
             to_version: str | None = None,
+            model_name: str | None = None,
         ) -> DeployResult:
-            return await _call("rollback", manager.rollback, to_version=to_version, progress=_ProgressRelay(ctx))
+            return await _call("rollback", manager.rollback, to_version=to_version, model_name=model_name,
+                               progress=_ProgressRelay(ctx))
+
+        @server.tool(
+            title="Set a model alias",
+            description=(
+                "Point `alias` (champion, candidate...) of a model at one of its versions, moving it from the version "
+                "it named. Tools taking a version accept name@alias. 'deployed' is reserved. Audited."
+            ),
+            annotations=_changing(idempotent=True),
+        )
+        async def set_alias(model_name: str, alias: str, version: str) -> AliasResult:
+            return await _call("set_alias", manager.set_alias, model_name=model_name, alias=alias, version=version)
+
+        @server.tool(
+            title="Delete a model alias",
+            description=("Remove `alias` of a model; the version it named is unchanged and name@alias stops resolving. "
+                         "Audited. An unknown alias: [not_found]."),
+            annotations=_changing(idempotent=False),
+        )
+        async def delete_alias(model_name: str, alias: str) -> AliasResult:
+            return await _call("delete_alias", manager.delete_alias, model_name=model_name, alias=alias)
 
     @server.tool(
         title="Predict with the deployed model",
@@ -358,12 +390,13 @@ def build_server(manager: ModelManager) -> MCPServer:
     )
     async def predict(
         rows: RowsArg,
+        model_name: Annotated[str | None, Field(description="Needed when several models serve.")] = None,
         version: Annotated[str | None, Field(description="Refuse ([version_mismatch]) unless this one serves.")] = None,
         exact_scores: bool = False,
         summary_only: bool = False,
     ) -> Annotated[CallToolResult, PredictResult]:
-        answer = await _call("predict", manager.predict, rows=rows, version=version, exact_scores=exact_scores,
-                             summary_only=summary_only)
+        answer = await _call("predict", manager.predict, rows=rows, version=version, model_name=model_name,
+                             exact_scores=exact_scores, summary_only=summary_only)
         # The structured content carries the data; the text block repeats it only for small answers.
         return CallToolResult(content=[TextContent(type="text", text=answer_text(answer))], structured_content=answer)
 
@@ -377,11 +410,13 @@ def build_server(manager: ModelManager) -> MCPServer:
     )
     async def performance_report(
         version: VersionArg = None,
+        model_name: ModelNameArg = None,
         since: Annotated[str | None, Field(description="ISO-8601 UTC; default: the deploy.")] = None,
         until: Annotated[str | None, Field(description="ISO-8601 UTC; default: now.")] = None,
         bucket_s: Annotated[int, Field(description="A multiple of 60.")] = 60,
     ) -> PerformanceReport:
-        return await _call("performance_report", manager.performance_report, version=version, since=since,
+        return await _call("performance_report", manager.performance_report, version=version,
+                           model_name=model_name, since=since,
                            until=until, bucket_s=bucket_s)
 
     @server.tool(
@@ -394,11 +429,13 @@ def build_server(manager: ModelManager) -> MCPServer:
     )
     async def get_alerts(
         version: Annotated[str | None, Field(description="Only this version's.")] = None,
+        model_name: Annotated[str | None, Field(description="Only its deployed version's.")] = None,
         active_only: Annotated[bool, Field(description="Only alerts that still hold.")] = False,
         severity: Literal["info", "warning", "critical"] | None = None,
         limit: Annotated[int, Field(ge=1, le=1000)] = 100,
     ) -> AlertsResult:
-        return await _call("get_alerts", manager.get_alerts, version=version, active_only=active_only,
+        return await _call("get_alerts", manager.get_alerts, version=version, model_name=model_name,
+                           active_only=active_only,
                            severity=severity, limit=limit)
 
     # --- monitoring ----------------------------------------------------------------------------
@@ -414,11 +451,13 @@ def build_server(manager: ModelManager) -> MCPServer:
     )
     async def drift_report(
         version: VersionArg = None,
+        model_name: ModelNameArg = None,
         current: OptionalRowsArg = None,
         reference: OptionalRowsArg = None,
         window: Annotated[int | None, Field(description="Only the last N recent inputs.")] = None,
     ) -> DriftReport:
-        return await _call("drift_report", manager.drift_report, version=version, current=current,
+        return await _call("drift_report", manager.drift_report, version=version, model_name=model_name,
+                           current=current,
                            reference=reference, window=window)
 
     @server.tool(

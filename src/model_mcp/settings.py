@@ -48,6 +48,8 @@ class Settings(BaseModel):
     ratio_min_member_bytes: int = 1 * MIB
 
     max_predict_rows: int = 10_000
+    # The resident models' summed memory estimate (MB); 0: no budget. A deploy past it: resource_limit.
+    max_resident_mb: float = Field(default=0.0, ge=0)
     # One MCP message (a stdio line, an HTTP body), checked before it is parsed; it bounds what one
     # call may cost (see README, "Limits"). Rows given inline to drift_report, per side:
     max_message_mb: float = Field(default=32.0, gt=0)

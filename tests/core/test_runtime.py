@@ -283,7 +283,7 @@ def test_predict_answers_the_columnar_shape_with_exact_values(models: dict[str, 
     rows = probe[:20].tolist()
     answer = runtime.predict(rows, exact_scores=True)
     assert set(answer) == {
-        "model_version", "request_id", "n_rows", "labels", "scores", "is_anomaly", "anomaly_count", "latency_ms",
+        "model_name", "model_version", "request_id", "n_rows", "labels", "scores", "is_anomaly", "anomaly_count", "latency_ms",
         "score_digits", "summary",
     }
     assert answer["score_digits"] is None and answer["summary"] is None

@@ -69,7 +69,7 @@ def check_store(home: Path, *, after_start: bool = True) -> Snapshot:
       sha256 and size; every entry has a status of the contract and a validation report;
     - no folder under models/ lacks an entry (no half-imported version is visible);
     - (after a start) staging/ is empty, and no temp file of an atomic write over a minute old is left;
-    - at most one version is deployed, and it loads and scores a row.
+    - at most one version is deployed per model name, and each loads and scores a row.
     """
     manager = ModelManager(Settings(home=home))  # not started: observe what the last start left
     snapshot = manager.registry.read()
@@ -99,9 +99,10 @@ def check_store(home: Path, *, after_start: bool = True) -> Snapshot:
             age = time.time() - (home / name).stat().st_mtime
             assert age < 60, f"a temp file {age:.0f} s old survived a start: {name}"
     deployed = [e for e in snapshot.entries.values() if e.status == "deployed"]
-    assert len(deployed) <= 1, f"{len(deployed)} versions deployed"
-    if deployed:
-        check_loads(manager, deployed[0])
+    names = [e.model_name for e in deployed]
+    assert len(names) == len(set(names)), f"several versions of one model deployed: {names}"
+    for entry in deployed:
+        check_loads(manager, entry)
     return snapshot
 
 

@@ -162,6 +162,11 @@ async def _insufficient_data(api, packages, home, tmp_path):
     return await api.post(f"{API}/drift")
 
 
+async def _resource_limit(api, packages, home, tmp_path):
+    await imported(api, packages)  # a model of about 0.6 MB against a budget of 0.01 MB
+    return await api.post(f"{API}/models/v1/deploy")
+
+
 async def _training_service_unavailable(api, packages, home, tmp_path):
     return await api.get(f"{API}/training")  # no training folder configured
 
@@ -207,6 +212,7 @@ SCENARIOS = {
     "invalid_input": ({}, _invalid_input),
     "no_rollback_target": ({}, _no_rollback_target),
     "insufficient_data": ({}, _insufficient_data),
+    "resource_limit": ({"max_resident_mb": 0.01}, _resource_limit),
     "training_service_unavailable": ({}, _training_service_unavailable),
     "read_only": ({"read_only": True}, _read_only),
     "registry_corrupt": ({}, _registry_corrupt),

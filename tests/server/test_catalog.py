@@ -30,8 +30,11 @@ CATALOG = {
     "get_history": (True, False, True, []),
     "open_dashboard": (True, False, True, []),
     "get_alerts": (True, False, True, []),
+    "set_alias": (False, False, True, ["alias", "model_name", "version"]),
+    "delete_alias": (False, False, False, ["alias", "model_name"]),
 }
-CHANGING = {"import_zip", "validate", "deploy", "rollback", "discover_models", "delete_model"}
+CHANGING = {"import_zip", "validate", "deploy", "rollback", "discover_models", "delete_model", "set_alias",
+            "delete_alias"}
 
 
 def _catalog(tools) -> dict:

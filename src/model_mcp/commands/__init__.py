@@ -91,6 +91,28 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-name", help="only versions of this model name")
     p.add_argument("--limit", type=_non_negative, help="at most this many versions")
     p.add_argument("--offset", type=_non_negative, default=0, help="skip this many versions first")
+    p.add_argument("--query", help="words matched against model name, description, tags, feature names, versions")
+    p.add_argument("--tag", help="only versions carrying this tag")
+    p.add_argument("--min-quality", dest="min_quality_score", type=float, metavar="SCORE",
+                   help="only versions whose quality score is at least SCORE")
+    p.add_argument("--deployed-only", action="store_true", help="only the deployed version of each model")
+    p.add_argument("--sort", choices=["created_at", "imported_at", "quality_score", "semantic_version"],
+                   default="created_at", help="order, newest/highest/greatest first (default created_at)")
+
+
+def _model_name_arg(p: argparse.ArgumentParser, what: str = "the model whose deployed version is meant") -> None:
+    p.add_argument("--model-name", metavar="NAME", help=f"{what}; needed when several models are deployed")
+
+
+def _alias_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_name", metavar="MODEL", help="the model name")
+    p.add_argument("alias", metavar="ALIAS", help="the alias, such as champion or candidate")
+    p.add_argument("version", metavar="VERSION", help="the version of that model the alias names")
+
+
+def _unalias_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_name", metavar="MODEL", help="the model name")
+    p.add_argument("alias", metavar="ALIAS", help="the alias to remove")
 
 
 def _show_args(p: argparse.ArgumentParser) -> None:
@@ -107,16 +129,19 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 def _rollback_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", dest="to_version", metavar="VERSION",
                    help="roll back to this version (default: the one deployed before the current one)")
+    _model_name_arg(p, "the model to roll back")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, type=Path, metavar="FILE",
                    help="rows.csv (a header row naming the features) or rows.json (a list of rows); - for stdin")
     p.add_argument("--model-version", metavar="VERSION", help="answer only if this version is deployed")
+    _model_name_arg(p, "the model to predict with")
 
 
 def _drift_args(p: argparse.ArgumentParser) -> None:
     _version_arg(p, optional=True)
+    _model_name_arg(p)
     p.add_argument("--current", type=Path, metavar="FILE",
                    help="rows to judge (CSV with a header row, or JSON); default: this process's recent inputs")
     p.add_argument("--reference", type=Path, metavar="FILE",
@@ -165,6 +190,7 @@ def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 def _performance_args(p: argparse.ArgumentParser) -> None:
     _version_arg(p, optional=True)
+    _model_name_arg(p)
     if _accepts("performance_report", "since"):
         p.add_argument("--since", metavar="TIME", help="figures from this moment (ISO-8601 UTC, such as "
                                                        "2026-12-03T08:00:00Z); default: the version's deploy")
@@ -185,6 +211,7 @@ def _predict_more_args(p: argparse.ArgumentParser) -> None:
 def _alerts_args(p: argparse.ArgumentParser) -> None:
     _version_arg(p, optional=True, what="only this version's alerts")
     p.set_defaults(version=None)
+    _model_name_arg(p, "only the alerts of this model's deployed version")
     p.add_argument("--active", dest="active_only", action="store_true", help="only alerts that still hold")
     p.add_argument("--severity", choices=["info", "warning", "critical"], help="only this severity")
     p.add_argument("--limit", type=_positive, default=100, help="at most this many alerts (default 100)")
@@ -218,7 +245,9 @@ COMMANDS: list[Command] = [
     Command("import", "import_zip", "import a package ZIP (validated, registered, not deployed)",
             lambda m, a: m.import_zip(path=str(a.zip)), render.imported, _import_args, validates=True),
     Command("list", "list_models", "list registered versions, newest first",
-            lambda m, a: m.list_models(status=a.status, model_name=a.model_name, limit=a.limit, offset=a.offset),
+            lambda m, a: m.list_models(status=a.status, model_name=a.model_name, limit=a.limit, offset=a.offset,
+                                       query=a.query, tag=a.tag, min_quality_score=a.min_quality_score,
+                                       deployed_only=a.deployed_only, sort=a.sort),
             render.listed, _list_args),
     Command("show", "get_model", "one version: metadata, files, validation, deployments",
             lambda m, a: m.get_model(version=a.version, details=a.details), render.shown, _show_args),
@@ -229,16 +258,23 @@ COMMANDS: list[Command] = [
             lambda m, a: m.deploy(version=a.version), render.deployed,
             lambda p: _version_arg(p, optional=False, what="the version to deploy"), validates=True),
     Command("rollback", "rollback", "go back to the previously deployed version",
-            lambda m, a: m.rollback(to_version=a.to_version), render.deployed, _rollback_args, validates=True),
+            lambda m, a: m.rollback(to_version=a.to_version, model_name=a.model_name), render.deployed,
+            _rollback_args, validates=True),
+    Command("set-alias", "set_alias", "point a model's alias (champion, candidate...) at one of its versions",
+            lambda m, a: m.set_alias(model_name=a.model_name, alias=a.alias, version=a.version), render.aliased,
+            _alias_args),
+    Command("delete-alias", "delete_alias", "remove a model's alias",
+            lambda m, a: m.delete_alias(model_name=a.model_name, alias=a.alias), render.aliased, _unalias_args),
     Command("predict", "predict", "score rows with the deployed version",
-            lambda m, a: m.predict(rows=read_rows(a.input, "--input"), version=a.model_version,
+            lambda m, a: m.predict(rows=read_rows(a.input, "--input"), version=a.model_version, model_name=a.model_name,
                                    **_given(a, "exact_scores", "summary_only")),
             render.predicted, _predict_more_args),
     Command("performance", "performance_report", "serving figures of a version: requests, errors, latency, alerts",
-            lambda m, a: m.performance_report(version=a.version, **_given(a, "since", "until", "bucket_s")),
+            lambda m, a: m.performance_report(version=a.version, model_name=a.model_name,
+                                              **_given(a, "since", "until", "bucket_s")),
             render.performance, _performance_args),
     Command("drift", "drift_report", "compare inputs with the training data: feature, prediction, performance drift",
-            lambda m, a: m.drift_report(version=a.version, current=_rows_or_none(a.current, "--current"),
+            lambda m, a: m.drift_report(version=a.version, model_name=a.model_name, current=_rows_or_none(a.current, "--current"),
                                         reference=_rows_or_none(a.reference, "--reference"), window=a.window),
             render.drift, _drift_args,
             epilog="From the shell, give --current: recent inputs live in the memory of the process that "
@@ -263,7 +299,7 @@ COMMANDS: list[Command] = [
 ]
 # get_alerts belongs to the monitoring store; its command exists when this build has the tool.
 ALERTS = Command("alerts", "get_alerts", "alerts with memory: what was raised, when, how often, whether it holds",
-                 lambda m, a: m.get_alerts(version=a.version, active_only=a.active_only, severity=a.severity,
+                 lambda m, a: m.get_alerts(version=a.version, model_name=a.model_name, active_only=a.active_only, severity=a.severity,
                                            limit=a.limit),
                  render.alerts, _alerts_args)
 

@@ -88,16 +88,29 @@ def listed(a: dict[str, Any]) -> list[str]:
             [f"No entries on this page ({a['total']} match)."]
     else:
         rows = [("*" if m.get("status") == "deployed" else "", m.get("version"), m.get("model_name"), m.get("status"),
-                 m.get("created_at"), m.get("source"), m.get("quality_score")) for m in models]
-        lines = table(["", "version", "model", "status", "created_at", "source", "quality"], rows)
-        lines.append(f"{len(models)} of {a.get('total', len(models))} versions; deployed: "
-                     f"{_text(a.get('deployed_version'))}")
+                 m.get("semantic_version") or "", ",".join(m.get("aliases") or []), m.get("created_at"),
+                 m.get("source"), m.get("quality_score")) for m in models]
+        lines = table(["", "version", "model", "status", "semver", "aliases", "created_at", "source", "quality"],
+                      rows)
+        deployed = a.get("deployed_versions") or {}
+        shown = ", ".join(f"{_text(name)} {_text(v)}" for name, v in deployed.items()) if len(deployed) > 1 else \
+            _text(a.get("deployed_version"))
+        lines.append(f"{len(models)} of {a.get('total', len(models))} versions; deployed: {shown}")
     if a.get("deployed_load_error"):
         lines.append(f"The deployed version did not load: {_text(a['deployed_load_error'])}")
     if a.get("registry_problem"):
         lines.append(f"registry.json is damaged; showing the last good copy: {_text(a['registry_problem'])}")
     lines += [f"Warning: {_text(w)}" for w in a.get("warnings") or []]
     return lines
+
+
+def aliased(a: dict[str, Any]) -> list[str]:
+    name, alias = _text(a.get("model_name")), _text(a.get("alias"))
+    if a.get("version") is None:
+        return [f"Removed {name}@{alias} (it named {_text(a.get('previous_version'))})."]
+    before = a.get("previous_version")
+    moved = f" (moved from {_text(before)})" if before and before != a.get("version") else ""
+    return [f"{name}@{alias} now names {_text(a.get('version'))}{moved}."]
 
 
 def shown(a: dict[str, Any]) -> list[str]:

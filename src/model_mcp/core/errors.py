@@ -25,6 +25,7 @@ else that escapes is a bug and is answered as `[internal_error]` without details
     ├── VersionMismatchError              version_mismatch
     ├── InvalidInputError                 invalid_input
     ├── NoRollbackTargetError             no_rollback_target
+    ├── ResourceLimitError                resource_limit       (the resident models' memory budget)
     ├── InsufficientDataError             insufficient_data
     ├── TrainingServiceUnavailableError   training_service_unavailable
     ├── ReadOnlyError                     read_only
@@ -139,6 +140,10 @@ class InvalidInputError(ModelMcpError):
 
 class NoRollbackTargetError(ModelMcpError):
     code = "no_rollback_target"
+
+
+class ResourceLimitError(ModelMcpError):
+    code = "resource_limit"
 
 
 class InsufficientDataError(ModelMcpError):

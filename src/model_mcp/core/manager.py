@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 
 from model_mcp.core.archive import ArchiveLimits
+from model_mcp.core.catalog import Catalog
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.history import History
 from model_mcp.core.alert_webhook import AlertWebhook
@@ -54,6 +55,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
             feedback_requests=settings.feedback_max_requests,
         )
         self.feedback = FeedbackStore()
+        self.catalog = Catalog(self._read_metadata)
         self.monitor, self.recorder = _monitoring(settings)
         self.runtime.recorder = self.recorder
         self.alert_listeners = []  # called with the alert records an evaluation changed
@@ -76,7 +78,8 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
         interval = self.settings.monitor_check_interval_s
         if self.monitor is None or interval <= 0:
             return None
-        check = BackgroundCheck(self, interval_s=interval, drift_min_rows=self.settings.monitor_drift_min_rows)
+        check = BackgroundCheck(self, interval_s=interval, drift_min_rows=self.settings.monitor_drift_min_rows,
+                                lock_path=self.store.home / "monitor-check.lock")
         check.start()
         return check
 

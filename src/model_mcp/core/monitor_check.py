@@ -1,6 +1,6 @@
 """The background check: a thread in the server that watches the deployed version on its own.
 
-Every `interval_s` it evaluates the operational alerts of the deployed version (error rate, latency,
+Every `interval_s` it evaluates, for each deployed model, the operational alerts of its version (error rate, latency,
 resources, over its figures since deploy, from every process on the home) and, once at least
 `drift_min_rows` new input rows arrived since its last drift judgement, the drift of the recent
 window (the same `drift_report` a client would ask for; its summary and alerts go to the store).
@@ -10,11 +10,18 @@ of `models://alerts`.
 
 Off in read-only mode (nothing is written) and when the interval is 0. One evaluation at a time;
 an evaluation that fails is logged and the next one runs on schedule.
+
+One checker per home: several server processes on one home would each evaluate and each count the
+same alert once more. So a process runs the check only while it holds `monitor-check.lock` (an
+exclusive `flock`, taken without waiting at each tick and kept from then on); the kernel releases it
+when that process ends, and the next tick of another process takes over.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_mcp.core.alerts import OPERATIONAL_KINDS
@@ -28,8 +35,11 @@ log = get_logger(__name__)
 
 
 class BackgroundCheck:
-    def __init__(self, manager: ModelManager, *, interval_s: float, drift_min_rows: int) -> None:
+    def __init__(self, manager: ModelManager, *, interval_s: float, drift_min_rows: int,
+                 lock_path: Path | None = None) -> None:
         self.manager = manager
+        self.lock_path = lock_path
+        self._lock_fd: int | None = None
         self.interval_s = interval_s
         self.drift_min_rows = drift_min_rows
         self._stop = threading.Event()
@@ -45,25 +55,53 @@ class BackgroundCheck:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock: another process's next tick takes over
+            self._lock_fd = None
+
+    def leads(self) -> bool:
+        """Whether this process is the home's checker (holds the lock, taking it now if it is free)."""
+        if self.lock_path is None or self._lock_fd is not None:
+            return True
+        import fcntl
+
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("background_check_lock_unavailable", reason=str(exc))
+            return True  # no lock file possible (a full disk): checking twice beats not checking
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        log.info("background_check_leading", pid=os.getpid())
+        return True
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.run_once()
+                if self.leads():
+                    self.run_once()
             except Exception:  # the check must keep running whatever one evaluation met
                 log.error("background_check_failed", exc_info=True)
 
     def run_once(self) -> dict[str, Any]:
-        """One evaluation now; answers what it found (also logged)."""
+        """One evaluation of every deployed model now; answers what it found (also logged): the
+        finding of the one deployed model, and with several, each under `models`."""
         manager = self.manager
-        resident = manager.runtime.current
-        if resident is None:
-            snapshot, _ = manager.read_registry_for_reading()
-            if snapshot.deployed is None:
-                return {"version": None}
-            version, deployment = snapshot.deployed.version, snapshot.deployed.deployed_at
-        else:
-            version, deployment = resident.version, resident.deployed_at
+        targets = {name: (r.version, r.deployed_at) for name, r in manager.runtime.residents().items()}
+        snapshot, _ = manager.read_registry_for_reading()
+        for name, entry in snapshot.deployed_by_model().items():
+            targets.setdefault(name, (entry.version, entry.deployed_at))
+        if not targets:
+            return {"version": None}
+        found = [self._check(version, deployment) for version, deployment in targets.values()]
+        return found[0] if len(found) == 1 else {"version": None, "models": found}
+
+    def _check(self, version: str, deployment: str | None) -> dict[str, Any]:
+        manager = self.manager
         report = manager.performance_report(version=version)
         operational = [a for a in report.alerts if a.kind in OPERATIONAL_KINDS]
         for alert in operational:

@@ -37,14 +37,30 @@ _OLD_STATUS = {"active": "deployed", "deployed": "deployed", "inactive": "availa
                "ready": "available", "failed": "failed", "archived": "archived", "imported": "imported"}
 
 
+def model_key(entry: RegistryEntry) -> str:
+    """The serving slot of an entry: its model name (an entry without one shares the slot "")."""
+    return entry.model_name or ""
+
+
 @dataclass
 class Snapshot:
     entries: dict[str, RegistryEntry] = field(default_factory=dict)
     fmt: str = "empty"  # "new", "old" or "empty"
 
+    def deployed_by_model(self) -> dict[str, RegistryEntry]:
+        """The deployed version of each model name (at most one per name), most recently deployed first."""
+        deployed = [e for e in self.entries.values() if e.status == "deployed"]
+        deployed.sort(key=lambda e: e.deployed_at or "", reverse=True)
+        return {model_key(e): e for e in reversed(deployed)} if deployed else {}
+
     @property
     def deployed(self) -> RegistryEntry | None:
-        return next((e for e in self.entries.values() if e.status == "deployed"), None)
+        """The most recently deployed entry: with one model, its deployed version."""
+        deployed = self.deployed_by_model()
+        return next(iter(reversed(deployed.values())), None)
+
+    def deployed_of(self, model_name: str) -> RegistryEntry | None:
+        return self.deployed_by_model().get(model_name)
 
     def get(self, version: str) -> RegistryEntry | None:
         return self.entries.get(version)
@@ -57,16 +73,25 @@ class Registry:
         self._cache: Snapshot | None = None
         self._cache_raw: bytes | None = None
         self._cache_trusted = False
+        self._deployed_memo: tuple[Snapshot, dict[str, str]] | None = None
 
     # --- reading -----------------------------------------------------------------------------
     def read(self) -> Snapshot:
         """A private copy of the registry as it is on disk now."""
         return _copy(self._current())
 
-    def deployed_version(self) -> str | None:
-        """The deployed version, cheaply (no copy): on the predict path. Raises like `read`."""
-        deployed = self._current().deployed
-        return deployed.version if deployed is not None else None
+    def view(self) -> Snapshot:
+        """The registry as it is on disk now, without a copy: for callers that never change it."""
+        return self._current()
+
+    def deployed_versions(self) -> dict[str, str]:
+        """{model name: deployed version}, cheaply (no copy, computed once per registry state): on the
+        predict path. Raises like `read`."""
+        snapshot = self._current()
+        if self._deployed_memo is None or self._deployed_memo[0] is not snapshot:
+            versions = {name: e.version for name, e in snapshot.deployed_by_model().items()}
+            self._deployed_memo = (snapshot, versions)
+        return self._deployed_memo[1]
 
     def _current(self) -> Snapshot:
         """The parsed registry, re-read only when the file may have changed.
@@ -184,12 +209,18 @@ def _parse_old(items: list[Any]) -> Snapshot:
 
 
 def _one_deployed(entries: dict[str, RegistryEntry]) -> None:
-    """The contract allows one deployed version; a registry edited by hand with several keeps the
-    first (the others become `available`, and the change is written with the next update)."""
-    deployed = [v for v, e in entries.items() if e.status == "deployed"]
-    for version in deployed[1:]:
-        log.warning("registry_several_deployed", kept=deployed[0], demoted=version)
-        entries[version].status = "available"
+    """One deployed version per model name; a registry edited by hand with several of one name keeps
+    the first of that name (the others become `available`, written with the next update)."""
+    kept: dict[str, str] = {}
+    for version, entry in entries.items():
+        if entry.status != "deployed":
+            continue
+        name = model_key(entry)
+        if name in kept:
+            log.warning("registry_several_deployed", model_name=name, kept=kept[name], demoted=version)
+            entry.status = "available"
+        else:
+            kept[name] = version
 
 
 def _entry(value: dict[str, Any], *, default_version: str) -> RegistryEntry:
@@ -212,4 +243,4 @@ def _copy(snapshot: Snapshot) -> Snapshot:
     return Snapshot(entries={k: v.model_copy(deep=True) for k, v in snapshot.entries.items()}, fmt=snapshot.fmt)
 
 
-__all__ = ["Registry", "Snapshot", "parse_registry"]
+__all__ = ["Registry", "Snapshot", "model_key", "parse_registry"]

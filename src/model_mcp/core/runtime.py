@@ -292,6 +292,10 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _named(model_name: str) -> str:
+    return f"{model_name} " if model_name else ""
+
+
 def _list_names(names: Sequence[str]) -> str:
     shown = ", ".join(names[:_NAMES_IN_MESSAGE])
     return shown + (", ..." if len(names) > _NAMES_IN_MESSAGE else "")
@@ -397,6 +401,7 @@ class ResidentModel:
     load_ms: float
     model_file_bytes: int
     memory_bytes: int  # estimate_memory_bytes(estimator)
+    model_name: str = ""  # the serving slot (metadata's model_name)
     anomaly_flags: bool = field(init=False)
     score_once: bool = field(init=False)
     _plan: tuple[list[Any], Any] | None = field(init=False, repr=False)
@@ -429,9 +434,11 @@ class ResidentModel:
         load_ms: float = 0.0,
         model_file_bytes: int = 0,
         deployed_at: str | None = None,
+        model_name: str = "",
     ) -> ResidentModel:
         """A ResidentModel deployed now, its memory estimated from the estimator's arrays."""
         return cls(
+            model_name=model_name,
             version=version,
             estimator=estimator,
             feature_names=list(feature_names),
@@ -726,13 +733,14 @@ class Runtime:
         self.feedback_rows = feedback_rows
         self.keep_deployments = keep_deployments
 
-        self._serving: _Deployment | None = None
+        # model name -> its serving installation. Replaced as a whole under _switch_lock (copy on
+        # write), so predict reads one consistent dict without taking a lock.
+        self._serving: dict[str, _Deployment] = {}
         self._switch_lock = threading.Lock()
+        self._changed = threading.Condition(self._switch_lock)  # notified when a slot or a load changes
         self._history: OrderedDict[str, _Deployment] = OrderedDict()
-        self._ready = threading.Event()  # clear while the start load is in progress
-        self._ready.set()
-        self._loading_version: str | None = None
-        self._load_error: dict[str, str] | None = None
+        self._loading: dict[str, str] = {}  # model name -> version whose start load is in progress
+        self._load_errors: dict[str, dict[str, str]] = {}  # model name -> {"version", "message"}
         self._requests: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._requests_rows = 0
         self._requests_lock = threading.Lock()
@@ -742,80 +750,117 @@ class Runtime:
 
     # -- switching -----------------------------------------------------------------------------
 
-    def begin_loading(self, version: str) -> None:
-        """Mark the start load of `version` in progress: predicts with nothing serving wait for it.
+    def begin_loading(self, version: str, model_name: str = "") -> None:
+        """Mark the start load of `version` (of `model_name`) in progress: predicts for that model
+        with nothing serving wait for it.
 
         Meant for server start, where initialize is answered before the model is loaded. A deploy
         while a model is serving need not call it: the old model serves until `install`.
         """
         with self._switch_lock:
-            self._loading_version = version
-            self._load_error = None
-            self._ready.clear()
+            self._loading[model_name] = version
+            self._load_errors.pop(model_name, None)
 
     def install(self, resident: ResidentModel) -> ResidentModel | None:
-        """Make `resident` the serving model in one step; returns the one it replaced.
+        """Make `resident` the serving model of its model name in one step; returns the one it
+        replaced. Other models keep serving.
 
         Figures for this installation start at zero, even when the same version served before.
-        Ends a load in progress.
+        Ends a load in progress for that model.
         """
         deployment = _Deployment(resident, self)
+        name = resident.model_name
         with self._switch_lock:
-            previous = self._serving
-            self._serving = deployment
+            previous = self._serving.get(name)
+            self._serving = {**self._serving, name: deployment}
             self._history.pop(resident.version, None)
             self._history[resident.version] = deployment
-            while len(self._history) > self.keep_deployments:
-                self._history.popitem(last=False)
-            self._loading_version = None
-            self._load_error = None
-            self._ready.set()
+            serving = {id(d) for d in self._serving.values()}
+            while len(self._history) > max(self.keep_deployments, len(self._serving)):
+                oldest = next((v for v, d in self._history.items() if id(d) not in serving), None)
+                if oldest is None:
+                    break
+                del self._history[oldest]
+            self._loading.pop(name, None)
+            self._load_errors.pop(name, None)
+            self._changed.notify_all()
         return previous.resident if previous is not None else None
 
     def upgrade(self, stand_in: ResidentModel, resident: ResidentModel) -> bool:
         """Replace `stand_in` by `resident` (same version) inside the serving installation, keeping
         its figures; False (nothing done) when `stand_in` no longer serves."""
         with self._switch_lock:
-            serving = self._serving
+            serving = self._serving.get(stand_in.model_name)
             if serving is None or serving.resident is not stand_in or resident.version != stand_in.version:
                 return False
+            resident.model_name = stand_in.model_name
             serving.resident = resident
             return True
 
-    def load_failed(self, version: str, message: str) -> None:
-        """End a load in progress as failed; `load_error` and NoDeployedModelError say why."""
+    def load_failed(self, version: str, message: str, model_name: str = "") -> None:
+        """End a load in progress as failed; `load_errors` and NoDeployedModelError say why."""
         logger.error("deployed model failed to load", extra={"version": version, "reason": message})
         with self._switch_lock:
-            self._load_error = {"version": version, "message": message}
-            self._loading_version = None
-            serving = self._serving
+            self._load_errors[model_name] = {"version": version, "message": message}
+            self._loading.pop(model_name, None)
+            serving = self._serving.get(model_name)
             if serving is not None and serving.resident.version == version and isinstance(
                 serving.resident.estimator, SavedScorerModel
             ):
-                self._serving = None  # the saved scorer stood in for a model that does not load: stop
-            self._ready.set()
+                # the saved scorer stood in for a model that does not load: stop serving it
+                self._serving = {k: v for k, v in self._serving.items() if k != model_name}
+            self._changed.notify_all()
 
-    def clear(self) -> None:
-        """Nothing deployed any more (figures of past deployments stay readable)."""
+    def clear(self, model_name: str | None = None) -> None:
+        """Nothing deployed any more for `model_name` (None: for any model); past figures stay readable."""
         with self._switch_lock:
-            self._serving = None
-            self._loading_version = None
-            self._ready.set()
+            if model_name is None:
+                self._serving, self._loading = {}, {}
+            else:
+                self._serving = {k: v for k, v in self._serving.items() if k != model_name}
+                self._loading.pop(model_name, None)
+            self._changed.notify_all()
+
+    def residents(self) -> dict[str, ResidentModel]:
+        """{model name: its serving model}."""
+        return {name: d.resident for name, d in self._serving.items()}
+
+    def resident_of(self, model_name: str) -> ResidentModel | None:
+        serving = self._serving.get(model_name)
+        return serving.resident if serving is not None else None
+
+    def serving_version(self, version: str) -> ResidentModel | None:
+        """The serving model whose version is `version`, if one serves."""
+        return next((d.resident for d in self._serving.values() if d.resident.version == version), None)
 
     @property
     def current(self) -> ResidentModel | None:
+        """The serving model when exactly one model serves (the single-model view), else None."""
         serving = self._serving
-        return serving.resident if serving is not None else None
+        if len(serving) != 1:
+            return None
+        return next(iter(serving.values())).resident
 
     @property
     def loading(self) -> str | None:
-        """The version whose start load is in progress, or None."""
-        return self._loading_version
+        """A version whose start load is in progress (any model), or None."""
+        return next(iter(self._loading.values()), None)
+
+    def loading_versions(self) -> dict[str, str]:
+        return dict(self._loading)
 
     @property
     def load_error(self) -> dict[str, str] | None:
-        """{"version", "message"} of a failed start load, until a model is installed."""
-        return dict(self._load_error) if self._load_error else None
+        """{"version", "message"} of a failed start load (any model), until that model is installed."""
+        return next((dict(e) for e in self._load_errors.values()), None)
+
+    def load_errors(self) -> dict[str, dict[str, str]]:
+        """{model name: {"version", "message"}} of failed start loads."""
+        return {name: dict(e) for name, e in self._load_errors.items()}
+
+    def memory_in_use(self, *, except_model: str | None = None) -> int:
+        """Summed memory estimate of the serving models (one model name left out when asked)."""
+        return sum(d.resident.memory_bytes for name, d in self._serving.items() if name != except_model)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -824,26 +869,31 @@ class Runtime:
         rows: Any,
         *,
         version: str | None = None,
+        model_name: str | None = None,
         wait_s: float = 60.0,
         exact_scores: bool = False,
         summary_only: bool = False,
     ) -> dict[str, Any]:
-        """Score `rows` on the serving model; blocking, for a worker thread.
+        """Score `rows` on the serving model of `model_name`; blocking, for a worker thread.
 
-        Waits up to `wait_s` while the start load is in progress. Raises NoDeployedModelError,
-        VersionMismatchError (`version` given and not the one serving) or InvalidInputError (also
-        counted as an error of the serving version). The answer is the contract's columnar one;
-        `latency_ms` covers parsing, inference and building the answer (not the wait for a load).
-        Scores are rounded to 6 significant digits unless `exact_scores` (labels, flags and the
-        figures always use the exact ones); `summary_only` answers `summary` (label counts,
-        anomaly indices, score quantiles) instead of the per-row lists.
+        `model_name` may be left out when one model serves, or when `version` names a serving
+        version. Waits up to `wait_s` while that model's start load is in progress. Raises
+        NoDeployedModelError, VersionMismatchError (`version` given and not the one serving),
+        InvalidInputError (several models serve and none is named; or bad rows, also counted as
+        an error of the serving version). The answer is the contract's columnar one plus
+        `model_name`; `latency_ms` covers parsing, inference and building the answer (not the wait
+        for a load). Scores are rounded to 6 significant digits unless `exact_scores` (labels,
+        flags and the figures always use the exact ones); `summary_only` answers `summary` (label
+        counts, anomaly indices, score quantiles) instead of the per-row lists.
         """
-        deployment = self._serving_or_wait(wait_s)
+        deployment = self._serving_or_wait(model_name, version, wait_s)
         started = time.perf_counter()
         resident = deployment.resident
         if version is not None and version != resident.version:
             raise VersionMismatchError(
-                f"Version {version} is not deployed; the deployed version is {resident.version}."
+                f"Version {version} is not deployed"
+                + (f" for {resident.model_name}" if resident.model_name else "")
+                + f"; the deployed version is {resident.version}."
             )
         try:
             X = parse_rows(rows, resident.feature_names, self.max_predict_rows)
@@ -858,6 +908,7 @@ class Runtime:
         anomaly_count = int(np.count_nonzero(is_anomaly)) if is_anomaly is not None else None
         shown = scores if scores is None or exact_scores else round_significant(scores)
         answer: dict[str, Any] = {
+            "model_name": resident.model_name or None,
             "model_version": resident.version,
             "request_id": os.urandom(16).hex(),  # 32 hex digits, as uuid4().hex, without the UUID object
             "n_rows": int(X.shape[0]),
@@ -878,24 +929,54 @@ class Runtime:
         self._remember(answer["request_id"], deployment, labels, scores, first_row)
         return answer
 
-    def _serving_or_wait(self, wait_s: float) -> _Deployment:
-        deployment = self._serving
-        if deployment is None and not self._ready.is_set():
-            loading = self._loading_version
-            if not self._ready.wait(wait_s):
-                raise NoDeployedModelError(
-                    f"The deployed model (version {loading}) is still loading; try again in a moment."
-                )
-            deployment = self._serving
-        if deployment is None:
-            error = self._load_error
-            if error:
-                raise NoDeployedModelError(
-                    f"No model is serving: version {error['version']} failed to load ({error['message']}). "
-                    "Deploy a version to serve predictions."
-                )
-            raise NoDeployedModelError("No model is deployed; deploy a version first.")
-        return deployment
+    def _serving_or_wait(self, model_name: str | None, version: str | None, wait_s: float) -> _Deployment:
+        serving = self._serving
+        if model_name is None:
+            if len(serving) == 1 and not self._loading:
+                return next(iter(serving.values()))  # the single-model fast path
+            model_name = self._which_model(version)
+        deployment = serving.get(model_name)
+        if deployment is not None:
+            return deployment
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            while model_name not in self._serving and model_name in self._loading:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NoDeployedModelError(
+                        f"The deployed model {_named(model_name)}(version {self._loading[model_name]}) is still "
+                        "loading; try again in a moment."
+                    )
+                self._changed.wait(left)
+            deployment = self._serving.get(model_name)
+            error = self._load_errors.get(model_name)
+        if deployment is not None:
+            return deployment
+        if error:
+            raise NoDeployedModelError(
+                f"No model {_named(model_name)}is serving: version {error['version']} failed to load "
+                f"({error['message']}). Deploy a version to serve predictions."
+            )
+        if model_name and self._serving:
+            raise NoDeployedModelError(
+                f"No version of model {model_name} is deployed; deployed models: {', '.join(sorted(self._serving))}."
+            )
+        raise NoDeployedModelError("No model is deployed; deploy a version first.")
+
+    def _which_model(self, version: str | None) -> str:
+        """The model a predict without `model_name` means: the only one serving or loading, or the
+        one serving `version`; several and no way to tell: InvalidInputError naming them."""
+        names = set(self._serving) | set(self._loading) | set(self._load_errors)
+        if version is not None:
+            for name, deployment in self._serving.items():
+                if deployment.resident.version == version:
+                    return name
+        if len(names) <= 1:
+            return next(iter(names), "")
+        raise InvalidInputError(
+            f"Several models are deployed ({', '.join(sorted(n or '(unnamed)' for n in names))}); name one with "
+            "`model_name`."
+        )
 
     def _remember(
         self, request_id: str, deployment: _Deployment, labels: np.ndarray, scores: np.ndarray | None, first_row: int
@@ -924,11 +1005,12 @@ class Runtime:
     def _deployment(self, version: str | None) -> _Deployment:
         serving = self._serving
         if version is None:
-            if serving is None:
-                raise NoDeployedModelError("No model is deployed; name a version to see its past figures.")
-            return serving
-        if serving is not None and serving.resident.version == version:
-            return serving
+            if len(serving) != 1:
+                raise NoDeployedModelError("No single model is deployed; name a version to see its figures.")
+            return next(iter(serving.values()))
+        for deployment in serving.values():
+            if deployment.resident.version == version:
+                return deployment
         with self._switch_lock:
             found = self._history.get(version)
         if found is None:
@@ -951,15 +1033,15 @@ class Runtime:
         """
         deployment = self._deployment(version)
         figures = deployment.figures()
-        figures["serving"] = deployment is self._serving
+        figures["serving"] = deployment in self._serving.values()
         return figures
 
     def counters(self) -> list[dict[str, Any]]:
         """Running totals of every retained deployment (see `_Deployment.counters`), plus `serving`."""
         with self._switch_lock:
             deployments = list(self._history.values())
-        serving = self._serving
-        return [{**d.counters(), "serving": d is serving} for d in deployments]
+        serving = list(self._serving.values())
+        return [{**d.counters(), "serving": any(d is s for s in serving)} for d in deployments]
 
     def recent(self, version: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(inputs (n, d), scores, labels) of the recent window, oldest first, as copies.

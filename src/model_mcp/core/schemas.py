@@ -96,6 +96,28 @@ class Metadata(BaseModel):
     training_info: dict[str, Any] | None = None
     evaluation_metrics: dict[str, Number | None] | None = None
     feature_profile: dict[str, FeatureProfile] | None = None
+    # Catalog fields (optional): searchable by list_models; semantic_version is SemVer 2.0.0.
+    description: StrictStr | None = Field(default=None, max_length=2000)
+    tags: list[StrictStr] | None = Field(default=None, max_length=64)
+    semantic_version: StrictStr | None = None
+
+    @field_validator("semantic_version")
+    @classmethod
+    def _semver(cls, value: str | None) -> str | None:
+        if value is not None:
+            from model_mcp.core.semver import parse_semver
+
+            parse_semver(value)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        for tag in value or []:
+            if not tag or len(tag) > 64:
+                raise ValueError("tags must be non-empty strings of at most 64 characters")
+            _plain(tag)
+        return value
 
     @field_validator("created_at")
     @classmethod
@@ -239,7 +261,8 @@ class FileInfo(BaseModel):
 
 # Fields this server writes beside the contract's; an older registry may hold them in another
 # shape, which is kept under `legacy_<name>` rather than refusing the whole registry.
-_TYPED_EXTRAS = ("model_type", "origin", "validated_at", "files")
+_TYPED_EXTRAS = ("model_type", "origin", "validated_at", "files", "aliases", "semantic_version", "tags",
+                 "description", "feature_names")
 
 
 class RegistryEntry(BaseModel):
@@ -260,6 +283,13 @@ class RegistryEntry(BaseModel):
     origin: str | None = Field(default=None, description="The ZIP, upload or training-folder place it came from.")
     validated_at: str | None = None
     files: dict[str, FileInfo] | None = Field(default=None, description="sha256 and size of each file at import.")
+    # The catalog (issue: several models): aliases name this version within its model; the rest is
+    # copied from metadata.json at registration so that a search reads no package file.
+    aliases: list[str] | None = None
+    semantic_version: str | None = None
+    tags: list[str] | None = None
+    description: str | None = None
+    feature_names: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -278,7 +308,7 @@ class RegistryEntry(BaseModel):
         """The entry as registry.json holds it: the typed extras only when known."""
         data = self.model_dump(mode="json")
         for name in _TYPED_EXTRAS:
-            if data.get(name) is None:
+            if data.get(name) is None or data.get(name) == []:
                 data.pop(name, None)
         return data
 
@@ -344,9 +374,19 @@ class ImportResult(BaseModel):
     path: str | None = None
 
 
-class ListModelsResult(BaseModel):
-    models: list[dict[str, Any]] = Field(description="Newest created_at first.")
+class ModelSummary(BaseModel):
+    model_name: str
     deployed_version: str | None
+    versions: int = Field(description="Registered versions of this model.")
+    latest_version: str = Field(description="By created_at.")
+    memory_bytes: int | None = Field(description="Estimated memory of its resident model in this process.")
+
+
+class ListModelsResult(BaseModel):
+    models: list[dict[str, Any]] = Field(description="The matching versions, in `sort` order.")
+    deployed_version: str | None = Field(description="With several models: the most recently deployed.")
+    deployed_versions: dict[str, str] = Field(default_factory=dict, description="Per model name.")
+    model_summaries: list[ModelSummary] = Field(default_factory=list, description="Per model name (all).")
     total: int = Field(description="Matches before limit/offset.")
     deployed_load_error: str | None = Field(
         default=None, description="Why the deployed version failed to load at start."
@@ -356,6 +396,13 @@ class ListModelsResult(BaseModel):
         description="registry.json is damaged: this answer is the last good copy; changes refuse.",
     )
     warnings: list[str] = Field(default_factory=list, description="Set-up problems: training folder, placed folders.")
+
+
+class AliasResult(BaseModel):
+    model_name: str
+    alias: str
+    version: str | None = Field(description="The version the alias names now; null once deleted.")
+    previous_version: str | None = Field(description="The version it named before.")
 
 
 class GetModelResult(BaseModel):
@@ -370,6 +417,7 @@ class GetModelResult(BaseModel):
 
 class DeployResult(BaseModel):
     deployed_version: str
+    model_name: str | None = None
     previous_version: str | None
     load_ms: float
     probe_ms: float | None = Field(description="A probe predict of 100 rows.")
@@ -379,6 +427,7 @@ class DeployResult(BaseModel):
 
 
 class PredictResult(BaseModel):
+    model_name: str | None = None
     model_version: str = Field(description="The one version that answered.")
     request_id: str = Field(description="For record_feedback.")
     n_rows: int

@@ -38,6 +38,7 @@ from model_mcp.core.errors import InvalidInputError, ModelMcpError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.refusals import count_refusal
 from model_mcp.core.schemas import (
+    AliasResult,
     DeleteResult,
     DeployResult,
     DiscoverResult,
@@ -103,10 +104,21 @@ class DeployRequest(_Body):
 
 class RollbackRequest(_Body):
     to_version: str | None = Field(default=None, description="Roll back to this version instead.")
+    model_name: str | None = Field(default=None, description="The model to roll back; needed when several serve.")
+
+
+class AliasRequest(_Body):
+    model_name: str
+    alias: str
+    version: str = Field(description="A version of that model (or name@alias).")
+
+
+_MODEL_NAME = "The model whose deployed version is meant; needed when several models serve."
 
 
 class PredictRequest(_Body):
     rows: Any = Field(description="A list of rows: lists of numbers in feature order, or objects keyed by name.")
+    model_name: str | None = Field(default=None, description=_MODEL_NAME)
     version: str | None = Field(default=None, description="Answer only if this version is deployed.")
     exact_scores: bool = Field(default=False, description="Scores with every digit (default: 6 significant digits).")
     summary_only: bool = Field(default=False, description="`summary` instead of per-row lists (`labels` is []).")
@@ -137,6 +149,7 @@ class PredictAnswer(PredictResult):
 
 class DriftRequest(_Body):
     version: str | None = None
+    model_name: str | None = Field(default=None, description=_MODEL_NAME)
     current: Any = Field(default=None, description="Rows to judge instead of the recent predict inputs.")
     reference: Any = Field(default=None, description="Rows to compare with instead of the training profile.")
     window: int | None = Field(default=None, description="Use only the last N recent inputs.")
@@ -274,8 +287,18 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
         model_name: Annotated[str | None, Query(description="Only versions of this model name.")] = None,
         limit: Annotated[int | None, Query(ge=0, le=10_000, description="At most this many entries.")] = None,
         offset: Annotated[int, Query(ge=0, description="Skip this many entries first.")] = 0,
+        query: Annotated[str | None, Query(max_length=500, description=(
+            "Words matched (all of them, case-insensitive) against model name, description, tags, feature names "
+            "and versions."))] = None,
+        tag: Annotated[str | None, Query(description="Only versions carrying this tag.")] = None,
+        min_quality_score: Annotated[float | None, Query(description="Only versions scoring at least this.")] = None,
+        deployed_only: Annotated[bool, Query(description="Only deployed versions.")] = False,
+        sort: Annotated[Literal["created_at", "imported_at", "quality_score", "semantic_version"],
+                        Query(description="Newest, highest or greatest first.")] = "created_at",
     ) -> ListModelsResult:
-        return await _run(manager.list_models, status=status, model_name=model_name, limit=limit, offset=offset)
+        return await _run(manager.list_models, status=status, model_name=model_name, limit=limit, offset=offset,
+                          query=query, tag=tag, min_quality_score=min_quality_score, deployed_only=deployed_only,
+                          sort=sort)
 
     @router.post(
         "/models", response_model=ImportResult, status_code=201, tags=["models"],
@@ -345,7 +368,20 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
     @router.post("/rollback", response_model=DeployResult, tags=["deployment"],
                  summary="Roll back to the previous deployment, or to `to_version`")
     async def rollback(body: RollbackRequest | None = None) -> DeployResult:
-        return await _run(manager.rollback, to_version=(body or RollbackRequest()).to_version)
+        body = body or RollbackRequest()
+        return await _run(manager.rollback, to_version=body.to_version, model_name=body.model_name)
+
+    @router.put("/aliases", response_model=AliasResult, tags=["deployment"],
+                summary="Point a model's alias at one of its versions (audited)")
+    async def set_alias(body: AliasRequest) -> AliasResult:
+        return await _run(manager.set_alias, model_name=body.model_name, alias=body.alias, version=body.version)
+
+    @router.delete("/aliases", response_model=AliasResult, tags=["deployment"], summary="Remove a model's alias")
+    async def delete_alias(
+        model_name: Annotated[str, Query(description="The model.")],
+        alias: Annotated[str, Query(description="The alias to remove.")],
+    ) -> AliasResult:
+        return await _run(manager.delete_alias, model_name=model_name, alias=alias)
 
     # --- serving and monitoring ---------------------------------------------------------------
     @router.post(
@@ -367,9 +403,11 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
         exact_scores: Annotated[bool | None, Query(description="With text/csv: scores with every digit.")] = None,
         summary_only: Annotated[bool | None, Query(description="With text/csv: a summary, no per-row lists.")]
         = None,
+        model_name: Annotated[str | None, Query(description="With text/csv: " + _MODEL_NAME)] = None,
     ) -> PredictAnswer:
         kind = media_type(request)
-        options = {"version": version, "exact_scores": exact_scores, "summary_only": summary_only}
+        options = {"version": version, "model_name": model_name, "exact_scores": exact_scores,
+                   "summary_only": summary_only}
         if kind == "text/csv":
             rows: Any = _rows_from_csv(await _read_capped(request, max_json_bytes))
             body = PredictRequest(rows=rows, **{k: v for k, v in options.items() if v is not None})
@@ -383,27 +421,31 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
                 "unsupported_media_type",
                 f"POST /predict takes application/json or text/csv, not {kind or 'a body without a Content-Type'}.")
         return await _run(manager.predict, rows=body.rows, version=body.version,  # type: ignore[return-value]
-                          exact_scores=body.exact_scores, summary_only=body.summary_only)
+                          model_name=body.model_name, exact_scores=body.exact_scores, summary_only=body.summary_only)
 
     @router.get("/performance", response_model=PerformanceReport, tags=["monitoring"],
                 summary="Serving figures of a version since its deploy")
     async def performance(
         version: Annotated[str | None, Query(description="A version; default the deployed one.")] = None,
+        model_name: Annotated[str | None, Query(description=_MODEL_NAME)] = None,
         since: Annotated[str | None, Query(description="ISO-8601 UTC start of the span.")] = None,
         until: Annotated[str | None, Query(description="ISO-8601 UTC end of the span.")] = None,
         bucket_s: Annotated[int, Query(ge=60, le=86_400 * 30, description="Width of the series buckets, seconds.")] = 60,
     ) -> PerformanceReport:
-        return await _run(manager.performance_report, version=version, since=since, until=until, bucket_s=bucket_s)
+        return await _run(manager.performance_report, version=version, model_name=model_name, since=since,
+                          until=until, bucket_s=bucket_s)
 
     @router.get("/alerts", response_model=AlertsResult, tags=["monitoring"], summary="The alert log, newest first")
     async def alerts(
         version: Annotated[str | None, Query(description="Only this version's alerts.")] = None,
+        model_name: Annotated[str | None, Query(description="Only its deployed version's alerts.")] = None,
         active_only: Annotated[bool, Query(description="Only alerts still active.")] = False,
         severity: Annotated[Literal["info", "warning", "critical"] | None, Query(description="Only this severity.")]
         = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="At most this many alerts.")] = 100,
     ) -> AlertsResult:
-        return await _run(manager.get_alerts, version=version, active_only=active_only, severity=severity,
+        return await _run(manager.get_alerts, version=version, model_name=model_name, active_only=active_only,
+                          severity=severity,
                           limit=limit)
 
     @router.get("/models/{version}/drift", response_model=DriftHistory, tags=["monitoring"],
@@ -417,7 +459,7 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
     @router.post("/drift", response_model=DriftReport, tags=["monitoring"], summary="Drift report")
     async def drift(body: DriftRequest | None = None) -> DriftReport:
         body = body or DriftRequest()
-        return await _run(manager.drift_report, version=body.version, current=body.current,
+        return await _run(manager.drift_report, version=body.version, model_name=body.model_name, current=body.current,
                           reference=body.reference, window=body.window)
 
     @router.post("/feedback", response_model=FeedbackResult, tags=["monitoring"],

@@ -333,7 +333,7 @@
 
   // ------------------------------------------------------------------ the state and the tool calls
   var state = {
-    view: 'models', version: null, info: null, models: null, deployed: null,
+    view: 'models', version: null, info: null, models: null, deployed: null, deployedByModel: {}, model: null,
     filter: '', status: '', page: 0, pageSize: 50, samples: {}, timer: null, charts: []
   };
   var hooks = {
@@ -365,7 +365,41 @@
     });
   }
   function refreshInfo() {
-    return call('open_dashboard', {}).then(function (info) { state.info = info; state.deployed = info.deployed_version; return info; });
+    return call('open_dashboard', {}).then(function (info) {
+      state.info = info; state.deployed = info.deployed_version; setDeployed(info.deployed_versions);
+      return info;
+    });
+  }
+  // Several models may serve at once (one deployed version per model name). Views about "the
+  // deployed model" (serving, drift, rollback) then ask which one: `modelArgs` names it.
+  function setDeployed(byModel) {
+    if (!byModel) return;
+    state.deployedByModel = byModel;
+    var names = Object.keys(byModel);
+    if (names.indexOf(state.model) < 0) state.model = names.length ? names[0] : null;
+  }
+  function deployedNames() { return Object.keys(state.deployedByModel || {}); }
+  function modelArgs(args) {
+    args = args || {};
+    if (deployedNames().length > 1 && state.model !== null) args.model_name = state.model;
+    return args;
+  }
+  function modelPicker(onChange) {
+    var names = deployedNames();
+    var select = el('select', { 'aria-label': 'Model' }, names.map(function (n) {
+      return el('option', { value: n, text: (n || '(unnamed)') + ' — ' + state.deployedByModel[n] });
+    }));
+    select.value = state.model;
+    select.addEventListener('change', function () { state.model = select.value; onChange(); });
+    var wrap = field('Model', select);
+    wrap.hidden = names.length < 2;
+    return wrap;
+  }
+  function servingVersions() {
+    var versions = {};
+    Object.keys(state.deployedByModel || {}).forEach(function (n) { versions[state.deployedByModel[n]] = true; });
+    if (state.deployed) versions[state.deployed] = true;
+    return versions;
   }
   function canChange() { return !(state.info && state.info.read_only); }
 
@@ -482,7 +516,7 @@
       return (state.models || []).filter(function (m) {
         if (state.status && m.status !== state.status) return false;
         if (!q) return true;
-        return [m.version, m.model_name, m.status].some(function (v) { return v && String(v).toLowerCase().indexOf(q) >= 0; });
+        return [m.version, m.model_name, m.status, m.semantic_version].concat(m.aliases || [], m.tags || []).some(function (v) { return v && String(v).toLowerCase().indexOf(q) >= 0; });
       });
     }
     function draw() {
@@ -493,22 +527,25 @@
       var shown = rows.slice(start, start + state.pageSize);
       clear(tbody);
       var frag = document.createDocumentFragment();
+      var serving = servingVersions();
       shown.forEach(function (m) {
-        var deployed = m.version === state.deployed;
+        var deployed = !!serving[m.version];
         frag.appendChild(el('tr', { 'data-version': m.version },
           el('td', null, badge(m.status), deployed && m.status !== 'deployed' ? [' ', badge('serving', 'serving')] : null),
           el('td', { class: 'wrap', text: text(m.model_name) }),
           el('td', { class: 'wrap' }, el('button', {
             type: 'button', class: 'link', text: m.version, 'aria-label': 'Open version ' + m.version,
             onclick: function () { show('version', m.version).then(focusHeading); }
-          })),
+          }), (m.aliases || []).map(function (a) { return [' ', badge('@' + a, 'alias')]; })),
           el('td', { class: 'num', text: m.quality_score === null || m.quality_score === undefined ? '—' : fmtNum(m.quality_score, 0) }),
           el('td', { text: fmtDate(m.created_at) }),
           el('td', { class: 'hide-narrow', text: fmtDate(m.imported_at) })));
       });
       tbody.appendChild(frag);
       if (!shown.length) tbody.appendChild(el('tr', null, el('td', { colspan: '6', class: 'muted', text: state.models && state.models.length ? 'No version matches the filter.' : 'No model is registered yet: import a package.' })));
-      summary.textContent = (state.models ? state.models.length : 0) + ' version(s) registered; ' + rows.length + ' shown by the filter; deployed: ' + (state.deployed || 'nothing') + '.';
+      var names = deployedNames();
+      var deployedText = names.length > 1 ? names.map(function (n) { return n + ' ' + state.deployedByModel[n]; }).join(', ') : (state.deployed || 'nothing');
+      summary.textContent = (state.models ? state.models.length : 0) + ' version(s) registered; ' + rows.length + ' shown by the filter; deployed: ' + deployedText + '.';
       pageLabel.textContent = 'Page ' + (state.page + 1) + ' of ' + pages;
       prev.disabled = state.page === 0;
       next.disabled = state.page >= pages - 1;
@@ -516,8 +553,9 @@
     function load() {
       summary.textContent = 'Loading…';
       return call('list_models', { limit: 10000 }).then(function (r) {
-        state.models = r.models; state.deployed = r.deployed_version;
+        state.models = r.models; state.deployed = r.deployed_version; setDeployed(r.deployed_versions);
         clear(notices);
+        if (r.model_summaries && r.model_summaries.length > 1) notices.appendChild(modelSummaries(r.model_summaries));
         if (r.deployed_load_error) notices.appendChild(el('div', { class: 'notice warn', role: 'status' }, 'The deployed version could not be loaded: ', r.deployed_load_error));
         if (r.registry_problem) notices.appendChild(el('div', { class: 'notice warn', role: 'status' }, r.registry_problem));
         (r.warnings || []).forEach(function (w) { notices.appendChild(el('div', { class: 'notice warn', role: 'status' }, w)); });
@@ -539,6 +577,20 @@
     return load();
   }
 
+  function modelSummaries(summaries) {
+    return table('Models: one deployed version per model name', ['Model', 'Deployed', 'Versions', 'Latest', 'Memory'],
+      summaries.map(function (s) {
+        return el('tr', null, el('td', { class: 'wrap', text: text(s.model_name) }),
+          el('td', null, s.deployed_version ? [badge('serving', 'serving'), ' ', s.deployed_version] : '—'),
+          el('td', { class: 'num', text: fmtNum(s.versions, 0) }), el('td', { text: text(s.latest_version) }),
+          el('td', { class: 'num', text: fmtBytes(s.memory_bytes) }));
+      }));
+  }
+  function deployedOf(name) {
+    var by = state.deployedByModel || {};
+    return Object.keys(by).length ? (by[name || ''] || null) : state.deployed;
+  }
+
   // ------------------------------------------------------------------ view: one version
   function renderVersion(body, heading) {
     var version = state.version;
@@ -556,6 +608,7 @@
       var entry = model.entry || {}, meta = model.metadata || {};
       var deployed = entry.status === 'deployed';
       state.deployed = deployed ? version : state.deployed;
+      var current = deployed ? version : deployedOf(entry.model_name);  // the version of this model serving now
       clear(content);
       content.appendChild(el('p', null, badge(entry.status), ' ', el('strong', { text: text(entry.model_name) }),
         ' ', el('span', { class: 'muted', text: 'source ' + text(entry.source) })));
@@ -573,8 +626,8 @@
         } }));
         buttons.appendChild(el('button', { type: 'button', class: 'primary', text: 'Deploy', disabled: deployed, onclick: function () {
           act(result, ['Deploy ' + version + '?', version + ' becomes the model that answers predict.', [
-            state.deployed ? state.deployed + ' (serving now) becomes available.' : 'Nothing serves now; ' + version + ' will.',
-            'Validation runs first; if it fails, nothing changes' + (state.deployed ? ' and ' + state.deployed + ' keeps serving.' : '.')],
+            current ? current + ' (serving now) becomes available; other models keep serving.' : 'No version of ' + text(entry.model_name) + ' serves now; ' + version + ' will.',
+            'Validation runs first; if it fails, nothing changes' + (current ? ' and ' + current + ' keeps serving.' : '.')],
             'Deploy'], function () { return call('deploy', { version: version }); }, function (r) {
             return r.already_deployed ? version + ' was already deployed; nothing changed.' :
               'Deployed ' + r.deployed_version + (r.previous_version ? ' (before: ' + r.previous_version + ')' : '') +
@@ -584,7 +637,7 @@
         if (!deployed) {
           buttons.appendChild(el('button', { type: 'button', text: 'Roll back to this version', onclick: function () {
             act(result, ['Roll back to ' + version + '?', version + ' is validated, then serves predict.', [
-              state.deployed ? state.deployed + ' (serving now) becomes available.' : 'Nothing serves now.',
+              current ? current + ' (serving now) becomes available.' : 'No version of ' + text(entry.model_name) + ' serves now.',
               'If validation fails, nothing changes.'], 'Roll back'],
               function () { return call('rollback', { to_version: version }); }, rollbackSentence, reloadSoon);
           } }));
@@ -677,12 +730,13 @@
     var range = el('select', null, RANGES.map(function (r, i) { return el('option', { value: String(i), text: 'last ' + r[0] }); }));
     range.value = String(state.range || 1);
     var refresh = el('button', { type: 'button', text: 'Refresh' });
-    var controls = el('div', { class: 'controls' }, field('Range', range), refresh);
+    var controls = el('div', { class: 'controls' }, modelPicker(function () { load(); }), field('Range', range), refresh);
     if (canChange()) {
       controls.appendChild(el('button', { type: 'button', text: 'Roll back', onclick: function () {
-        act(result, ['Roll back?', 'The server goes back to the version deployed before ' + (state.deployed || 'the current one') + ', by the deployment history.', [
-          (state.deployed || 'The current version') + ' becomes available.', 'The target is validated before it serves; if it fails, nothing changes.'],
-          'Roll back'], function () { return call('rollback', {}); }, rollbackSentence, function () { state.models = null; return refreshInfo().then(load); });
+        var serving = deployedOf(state.model) || state.deployed;
+        act(result, ['Roll back?', 'The server goes back to the version deployed before ' + (serving || 'the current one') + ', by the deployment history' + (deployedNames().length > 1 ? ' of ' + state.model : '') + '.', [
+          (serving || 'The current version') + ' becomes available.', 'The target is validated before it serves; if it fails, nothing changes.'],
+          'Roll back'], function () { return call('rollback', modelArgs({})); }, rollbackSentence, function () { state.models = null; return refreshInfo().then(load); });
       } }));
     }
     body.appendChild(controls);
@@ -693,15 +747,18 @@
     body.appendChild(charts);
     body.appendChild(note);
     var withSeries = true;  // false once an answer comes without `series` (a server without the monitoring store)
+    var loads = 0;  // only the latest load draws (a model picked while a refresh is in flight)
 
     function load() {
+      var mine = ++loads;
       var args = {};
       if (withSeries) {  // the chosen range (cards and charts alike), not the figures since the deploy
         var r = RANGES[Number(range.value)];
         args.since = new Date(Date.now() - r[1] * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
         args.bucket_s = r[2];
       }
-      return call('performance_report', args).then(function (p) {
+      return call('performance_report', modelArgs(args)).then(function (p) {
+        if (mine !== loads) return;
         withSeries = Array.isArray(p.series);
         range.parentNode.hidden = !withSeries;
         clear(status).appendChild(el('p', null, p.serving === false ? badge('not serving', 'archived') : badge('serving', 'serving'), ' ',
@@ -839,6 +896,12 @@
       axes: [{ stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, space: 80 },  // room for '12:30pm'
              { stroke: axisColor, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 56, values: compactTicks }]
     };
+    var ts = entry.t;
+    if (!entry.span && ts.length && Math.max.apply(null, ts) - Math.min.apply(null, ts) < 1) {
+      // This page's own samples, one moment only: a refresh interval either side, not years.
+      var half = REFRESH_MS / 1000;
+      opts.scales.x.range = function () { return [ts[0] - half, ts[0] + half]; };
+    }
     var data = [entry.t].concat(entry.spec.series.map(function (s) { return s[1]; }));
     return new window.uPlot(opts, data, entry.plotBox);
   }
@@ -876,14 +939,14 @@
     var run = el('button', { type: 'button', class: 'primary', text: 'Run drift report' });
     var out = el('div', { 'aria-live': 'polite' });
     var history = el('div');
-    body.appendChild(el('div', { class: 'controls' }, field('Window (rows)', windowInput), run));
+    body.appendChild(el('div', { class: 'controls' }, modelPicker(function () {}), field('Window (rows)', windowInput), run));
     body.appendChild(out);
     body.appendChild(history);
     function load() {
       var args = {};
       if (windowInput.value) args.window = Number(windowInput.value);
       clear(out).appendChild(el('p', { class: 'muted', text: 'Computing…' }));
-      return call('drift_report', args).then(function (d) {
+      return call('drift_report', modelArgs(args)).then(function (d) {
         clear(out);
         var pd = d.prediction_drift;
         var someDrift = (d.drifted_features || []).length > 0 || (pd && pd.drifted);
@@ -982,7 +1045,7 @@
         var f = asFailure(err);
         if (/unknown tool|not found/i.test(f.sentence) && !f.code) {
           // A server without get_alerts: the deployed version's current alerts from performance_report.
-          return call('performance_report', {}).then(function (p) {
+          return call('performance_report', modelArgs({})).then(function (p) {
             clear(out).appendChild(el('p', { class: 'muted', text: 'This server has no alert store; these are the deployed version\'s current alerts.' }));
             out.appendChild(p.alerts.length ? alertList(p.alerts) : okNotice('No alert now.'));
           }, function (e) { clear(out).appendChild(errorNotice(e)); });

@@ -40,6 +40,7 @@ class DashboardResult(BaseModel):
     view: str = Field(description="models (the list) or version (one in detail).")
     version: str | None = Field(description="The version asked for.")
     deployed_version: str | None = Field(description="The version serving predict.")
+    deployed_versions: dict[str, str] = Field(default_factory=dict, description="Per model name.")
     total: int = Field(description="Registered versions.")
     by_status: dict[str, int] = Field(description="How many versions have each status.")
     newest: list[DashboardModel] = Field(description="The newest versions, newest first.")
@@ -53,8 +54,9 @@ Call = Callable[..., Awaitable[Any]]
 
 def _summary_text(result: DashboardResult, focus: dict[str, Any] | None) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.by_status.items())) or "none"
-    lines = [f"model-mcp dashboard: {result.total} version(s) registered ({counts}); "
-             f"deployed: {result.deployed_version or 'nothing'}."]
+    deployed = (", ".join(f"{name} {version}" for name, version in result.deployed_versions.items())
+                if len(result.deployed_versions) > 1 else result.deployed_version or "nothing")
+    lines = [f"model-mcp dashboard: {result.total} version(s) registered ({counts}); deployed: {deployed}."]
     if focus is not None:
         entry, validation = focus["entry"], focus["validation"]
         verdict = "not validated yet"
@@ -129,6 +131,7 @@ def dashboard_apps(manager: ModelManager, *, call: Call) -> Apps:
             view="version" if version is not None else "models",
             version=version,
             deployed_version=listing.deployed_version,
+            deployed_versions=listing.deployed_versions,
             total=listing.total,
             by_status=dict(Counter(str(m.get("status")) for m in models)),
             newest=[DashboardModel(version=m["version"], model_name=m.get("model_name"), status=m["status"],

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from model_mcp.core.archive import ArchiveLimits
+from model_mcp.core.catalog import Catalog
 from model_mcp.core.errors import (
+    InvalidInputError,
     ModelMcpError,
     NoDeployedModelError,
     NotFoundError,
@@ -42,6 +44,56 @@ def _no_progress(done: float, total: float | None, message: str) -> None:
     return None
 
 
+RESERVED_ALIAS = "deployed"
+
+
+def resolve_alias(snapshot: Snapshot, ref: str) -> str:
+    """`name@alias` to the version it names (`name@deployed`: that model's deployed version); any
+    other text is returned as it is. An unknown alias: NotFoundError naming the model's aliases."""
+    if not isinstance(ref, str) or "@" not in ref:
+        return ref
+    name, _, alias = ref.rpartition("@")
+    versions = [e for e in snapshot.entries.values() if e.model_name == name]
+    if not versions:
+        raise NotFoundError(f"No model named {name!r} is registered (in {ref!r}); list_models shows the models.")
+    if alias == RESERVED_ALIAS:
+        deployed = snapshot.deployed_of(name)
+        if deployed is None:
+            raise NoDeployedModelError(f"No version of {name} is deployed ({ref!r}).")
+        return deployed.version
+    for entry in versions:
+        if alias in (entry.aliases or []):
+            return entry.version
+    known = sorted(a for e in versions for a in (e.aliases or []))
+    raise NotFoundError(
+        f"Model {name} has no alias {alias!r}; its aliases: {', '.join(known) if known else 'none'} "
+        f"(and {RESERVED_ALIAS!r}, its deployed version)."
+    )
+
+
+def deployed_version_of(snapshot: Snapshot, model_name: str | None) -> str:
+    """The deployed version of `model_name`, or of the only deployed model when no name is given."""
+    deployed = snapshot.deployed_by_model()
+    if model_name is not None:
+        entry = deployed.get(model_name)
+        if entry is None:
+            known = [e for e in snapshot.entries.values() if e.model_name == model_name]
+            raise (NoDeployedModelError if known else NotFoundError)(
+                f"No version of {model_name} is deployed." if known else
+                f"No model named {model_name!r} is registered; list_models shows the models."
+            )
+        return entry.version
+    if not deployed:
+        raise NoDeployedModelError("No version was given and none is deployed; name a version (see "
+                                   "list_models) or deploy one first.")
+    if len(deployed) > 1:
+        raise InvalidInputError(
+            f"Several models are deployed ({', '.join(sorted(n or '(unnamed)' for n in deployed))}); name a "
+            "version or a model_name."
+        )
+    return next(iter(deployed.values())).version
+
+
 class UseCaseBase:
     """Shared state and helpers of the use cases; ModelManager sets the attributes."""
 
@@ -54,6 +106,7 @@ class UseCaseBase:
     feedback: FeedbackStore
     pending_discovery: dict[str, RegistryEntry]
     discovery_problems: list[DiscoveryProblem]
+    catalog: Catalog
 
     # --- guards --------------------------------------------------------------------------------
     def _require_writable(self, tool: str) -> None:
@@ -68,12 +121,13 @@ class UseCaseBase:
         """For changing use cases: raises RegistryCorruptError when registry.json does not parse."""
         return self.registry.read()
 
-    def read_registry_for_reading(self) -> tuple[Snapshot, str | None]:
-        """For reading use cases: the registry, or the last good copy with the reason it is used."""
+    def read_registry_for_reading(self, *, copy: bool = True) -> tuple[Snapshot, str | None]:
+        """For reading use cases: the registry, or the last good copy with the reason it is used.
+        `copy=False`: the registry's own cached snapshot, for callers that only read it."""
         from model_mcp.core.errors import RegistryCorruptError
 
         try:
-            return self.registry.read(), None
+            return (self.registry.read() if copy else self.registry.view()), None
         except RegistryCorruptError as exc:
             return self.registry.read_last_good(), str(exc)
 
@@ -108,10 +162,13 @@ class UseCaseBase:
     @staticmethod
     def _public_entry(entry: RegistryEntry) -> dict[str, Any]:
         data = entry.model_dump(mode="json")
+        data["aliases"] = data.get("aliases") or []
         data.pop("files", None)  # per-file hashes are get_model's business
+        data.pop("feature_names", None)  # kept for catalog search; get_model's metadata has them
         return data
 
     def _entry_or_not_found(self, snapshot: Snapshot, version: str) -> RegistryEntry:
+        version = resolve_alias(snapshot, version)
         check_version_name(version)
         entry = snapshot.get(version)
         if entry is None:
@@ -130,23 +187,23 @@ class UseCaseBase:
         except (OSError, ValueError):
             return None
 
-    def resolve_version(self, version: str | None, snapshot: Snapshot | None = None) -> str:
-        """Which version a call means: the one named (its name checked), else the deployed one.
+    def resolve_version(self, version: str | None, snapshot: Snapshot | None = None, *,
+                        model_name: str | None = None) -> str:
+        """Which version a call means: the one named (a version id or `name@alias`, checked), else
+        the deployed version of `model_name`, else the deployed version when one model is deployed.
 
         The one rule for every tool whose `version` defaults to the deployed version. "Deployed" is
         the registry's word (the last good copy while registry.json is damaged), so a version another
         process deployed is meant even before this process serves it. Raises NoDeployedModelError
-        when nothing is named and nothing is deployed.
+        when nothing is named and nothing is deployed, InvalidInputError when several models are
+        deployed and neither a version nor a model name says which.
         """
-        if version is not None:
-            return check_version_name(version)
-        if snapshot is None:
+        if snapshot is None and (version is None or "@" in version):
             snapshot, _ = self.read_registry_for_reading()
-        deployed = snapshot.deployed
-        if deployed is None:
-            raise NoDeployedModelError("No version was given and none is deployed; name a version (see "
-                                       "list_models) or deploy one first.")
-        return deployed.version
+        if version is not None:
+            return check_version_name(resolve_alias(snapshot, version) if snapshot is not None else version)
+        assert snapshot is not None
+        return deployed_version_of(snapshot, model_name)
 
     def _entry_fingerprint(self, entry: RegistryEntry) -> dict[str, str]:
         if entry.files:

@@ -98,6 +98,23 @@ def refuse_case_clash(snapshot: Snapshot, version: str) -> None:
             )
 
 
+def refuse_semver_clash(snapshot: Snapshot, entry: RegistryEntry) -> None:
+    """At most one version of a model may claim a semantic version (by SemVer precedence, so
+    1.2.0+build.1 and 1.2.0+build.2 are the same release)."""
+    from model_mcp.core.semver import semver_or_none
+
+    claimed = semver_or_none(entry.semantic_version)
+    if claimed is None:
+        return
+    for other in snapshot.entries.values():
+        if (other.version != entry.version and other.model_name == entry.model_name
+                and semver_or_none(other.semantic_version) == claimed):
+            raise VersionConflictError(
+                f"Version {other.version} of {entry.model_name} already claims semantic version "
+                f"{other.semantic_version}; give the package another semantic_version."
+            )
+
+
 class _AlreadyPresent(Exception):
     def __init__(self, result: ImportResult) -> None:
         super().__init__(result.version)
@@ -318,6 +335,7 @@ class ImportCases(UseCaseBase):
                 self.save_report(outcome.report)
 
                 def add(snap: Snapshot) -> None:
+                    refuse_semver_clash(snap, entry)
                     snap.entries[version] = entry
 
                 self.registry.update(add)
@@ -427,6 +445,7 @@ class ImportCases(UseCaseBase):
                     f"{snap.entries[version].path}; rename or remove one of them."
                 )
             refuse_case_clash(snap, version)
+            refuse_semver_clash(snap, entry)
             snap.entries[version] = entry
             return True
 
@@ -488,4 +507,6 @@ def new_entry(contents: PackageContents, report: ValidationReport, *, path: str,
         quality_score=report.quality_score, model_type=metadata.model_type, origin=origin,
         validated_at=report.generated_at,
         files={n: FileInfo(sha256=d.sha256, size=d.size) for n, d in sorted(contents.files.items())},
+        semantic_version=metadata.semantic_version, tags=metadata.tags, description=metadata.description,
+        feature_names=list(metadata.feature_names),
     )

@@ -78,8 +78,8 @@ class MonitoringCases(ObservingCases):
         return FeedbackResult(request_id=request_id, n_labels=int(truth.size), n_labelled_total=total,
                               version=stored.version)
 
-    def drift_report(self, *, version: str | None = None, current: Any = None, reference: Any = None,
-                     window: int | None = None) -> DriftReport:
+    def drift_report(self, *, version: str | None = None, model_name: str | None = None, current: Any = None,
+                     reference: Any = None, window: int | None = None) -> DriftReport:
         # Imported here: scipy.stats costs half a second, which the server's start-up need not pay.
         from model_mcp.core.drift import (
             DriftThresholds,
@@ -95,8 +95,8 @@ class MonitoringCases(ObservingCases):
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise InvalidInputError("`window` must be a positive number of rows.")
         snapshot, _ = self.read_registry_for_reading()
-        resident = self.runtime.current
-        version = self.resolve_version(version, snapshot)
+        version = self.resolve_version(version, snapshot, model_name=model_name)
+        resident = self.runtime.serving_version(version)
         entry = self._entry_or_not_found(snapshot, version)
         deployment = self.deployment_of(version, entry)
         metadata = self._read_metadata(entry) or {}

@@ -24,7 +24,6 @@ from model_mcp.core.monitoring_store import MonitoringStore, StoreError
 from model_mcp.core.monitoring_store.recorder import Recorder
 from model_mcp.core.monitoring_store.report import check_bucket_s, fitting_bucket_s, iso, span_figures
 from model_mcp.core.schemas import RegistryEntry, parse_timestamp, utc_now
-from model_mcp.core.store import check_version_name
 from model_mcp.core.usecases.base import UseCaseBase
 from model_mcp.logs import get_logger
 
@@ -61,8 +60,8 @@ class ObservingCases(UseCaseBase):
 
     def deployment_of(self, version: str, entry: RegistryEntry | None) -> str | None:
         """The deployment id (the deploy's timestamp) whose windows and feedback a version's reports read."""
-        resident = self.runtime.current
-        if resident is not None and resident.version == version:
+        resident = self.runtime.serving_version(version)
+        if resident is not None:
             return resident.deployed_at
         return entry.deployed_at if entry is not None else None
 
@@ -155,12 +154,11 @@ class ObservingCases(UseCaseBase):
         return figures
 
     def _serves(self, version: str) -> bool:
-        resident = self.runtime.current
-        return resident is not None and resident.version == version
+        return self.runtime.serving_version(version) is not None
 
     def _model_sizes(self, version: str, entry: RegistryEntry | None) -> dict[str, Any]:
-        resident = self.runtime.current
-        if resident is not None and resident.version == version:
+        resident = self.runtime.serving_version(version)
+        if resident is not None:
             return {"model_file_bytes": resident.model_file_bytes, "memory_bytes": resident.memory_bytes,
                     "load_ms": resident.load_ms, "serving": True}
         files = getattr(entry, "files", None) or {}
@@ -204,10 +202,10 @@ class ObservingCases(UseCaseBase):
         return {"version": version, "stored": self.monitor is not None, "reports": reports}
 
     # --- the alert log --------------------------------------------------------------------------------------
-    def get_alerts(self, *, version: str | None = None, active_only: bool = False, severity: str | None = None,
-                   limit: int = 100) -> AlertsResult:
-        if version is not None:
-            check_version_name(version)
+    def get_alerts(self, *, version: str | None = None, model_name: str | None = None, active_only: bool = False,
+                   severity: str | None = None, limit: int = 100) -> AlertsResult:
+        if version is not None or model_name is not None:
+            version = self.resolve_version(version, model_name=model_name)
         if severity is not None and severity not in SEVERITIES:
             raise InvalidInputError(f"`severity` must be one of {', '.join(SEVERITIES)}, not {severity!r}.")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
@@ -246,12 +244,14 @@ class ObservingCases(UseCaseBase):
 
     def _current_alerts(self, version: str | None) -> list[AlertRecord]:
         """Without a store: the operational alerts of the serving version, evaluated now."""
-        resident = self.runtime.current
-        if resident is None or (version is not None and version != resident.version):
-            return []
         from model_mcp.core.alerts import operational_alerts
 
         now = utc_now()
-        figures = self.runtime.performance(resident.version)
-        return [AlertRecord(id=0, **a.model_dump(), first_seen=now, last_seen=now, count=1, active=True)
-                for a in operational_alerts(figures, self.manifest_resources(resident.version))]  # type: ignore[attr-defined]
+        records = []
+        for resident in self.runtime.residents().values():
+            if version is not None and version != resident.version:
+                continue
+            figures = self.runtime.performance(resident.version)
+            records += [AlertRecord(id=0, **a.model_dump(), first_seen=now, last_seen=now, count=1, active=True)
+                        for a in operational_alerts(figures, self.manifest_resources(resident.version))]  # type: ignore[attr-defined]
+        return records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from model_mcp.core.errors import (
@@ -12,14 +13,14 @@ from model_mcp.core.errors import (
 )
 from model_mcp.core.registry import Snapshot
 from model_mcp.core.schemas import (
+    AliasResult,
     DeleteResult,
     FileInfo,
     GetModelResult,
     HistoryResult,
     ListModelsResult,
-    RegistryEntry,
+    ModelSummary,
     ValidationReport,
-    parse_timestamp,
 )
 from model_mcp.core.store import (
     atomic_write_json,
@@ -27,7 +28,13 @@ from model_mcp.core.store import (
     storage_error,
 )
 from model_mcp.core.training import training_dir_problem
-from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
+from model_mcp.core.usecases.base import (
+    RESERVED_ALIAS,
+    Progress,
+    UseCaseBase,
+    _no_progress,
+    resolve_alias,
+)
 from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
 
@@ -41,26 +48,31 @@ class RegistryCases(UseCaseBase):
 
     # --- reading -------------------------------------------------------------------------------
     def list_models(self, *, status: str | None = None, model_name: str | None = None, limit: int | None = None,
-                    offset: int = 0) -> ListModelsResult:
+                    offset: int = 0, query: str | None = None, tag: str | None = None,
+                    min_quality_score: float | None = None, deployed_only: bool = False,
+                    sort: str = "created_at") -> ListModelsResult:
         if limit is not None and limit < 0 or offset < 0:
             raise InvalidInputError("`limit` and `offset` must not be negative.")
         # Hand-placed folders still being validated by the discovery at start, read before the
         # registry: one registered in between is then in the registry read, never in neither.
-        pending = list(self.pending_discovery.values())
-        snapshot, problem = self.read_registry_for_reading()
-        entries = list(snapshot.entries.values())
-        entries += [e for e in pending if e.version not in snapshot.entries]
-        if status is not None:
-            entries = [e for e in entries if e.status == status]
-        if model_name is not None:
-            entries = [e for e in entries if e.model_name == model_name]
-        entries.sort(key=_newest_first_key, reverse=True)
+        pending = {e.version: e for e in self.pending_discovery.values()}
+        snapshot, problem = self.read_registry_for_reading(copy=False)
+        searched = snapshot
+        if any(version not in snapshot.entries for version in pending):
+            searched = Snapshot(entries={**pending, **snapshot.entries}, fmt=snapshot.fmt)
+        if deployed_only:
+            status = "deployed" if status in (None, "deployed") else "-"  # deployed_only and another status: none
+        entries = self.catalog.search(searched, status=status, model_name=model_name, query=query, tag=tag,
+                                      min_quality_score=min_quality_score, sort=sort)
         total = len(entries)
         page = entries[offset: offset + limit if limit is not None else None]
-        deployed = snapshot.deployed
+        deployed = snapshot.deployed_by_model()
+        newest = next(iter(reversed(deployed.values())), None)
         return ListModelsResult(
             models=[self._public_entry(e) for e in page],
-            deployed_version=deployed.version if deployed else None,
+            deployed_version=newest.version if newest else None,
+            deployed_versions={name: e.version for name, e in sorted(deployed.items())},
+            model_summaries=self._model_summaries(snapshot),
             total=total,
             deployed_load_error=self.deployed_load_error(),
             registry_problem=problem,
@@ -79,6 +91,66 @@ class RegistryCases(UseCaseBase):
                 warnings.append(f"{found.folder} is not registered: [{found.code}] {found.message} "
                                 "Fix it, then run discover_models.")
         return warnings
+
+    def _model_summaries(self, snapshot: Snapshot) -> list[ModelSummary]:
+        deployed = snapshot.deployed_by_model()
+        residents = self.runtime.residents()
+        summaries = []
+        for name, (latest, count) in sorted(self.catalog.latest_per_model(snapshot).items()):
+            resident = residents.get(name)
+            summaries.append(ModelSummary(
+                model_name=name, deployed_version=deployed[name].version if name in deployed else None,
+                versions=count, latest_version=latest.version,
+                memory_bytes=resident.memory_bytes if resident is not None else None,
+            ))
+        return summaries
+
+    # --- aliases -------------------------------------------------------------------------------
+    def set_alias(self, *, model_name: str, alias: str, version: str) -> AliasResult:
+        """Point `alias` of `model_name` at `version` (moving it from the version it named before)."""
+        self._require_writable("set_alias")
+        with self._audit_failure("set_alias", version=version if isinstance(version, str) else None,
+                                 model_name=model_name, alias=alias):
+            check_alias_name(alias)
+
+            def change(snap: Snapshot) -> str | None:
+                entry = self._entry_or_not_found(snap, version)
+                if entry.model_name != model_name:
+                    raise InvalidInputError(f"Version {entry.version} belongs to model {entry.model_name}, "
+                                            f"not {model_name}; an alias names a version of its own model.")
+                before = None
+                for other in snap.entries.values():
+                    if other.model_name == model_name and alias in (other.aliases or []):
+                        before = other.version
+                        other.aliases = [a for a in other.aliases or [] if a != alias]
+                entry.aliases = sorted({*(entry.aliases or []), alias})
+                return before
+
+            snapshot = self.read_registry()
+            target = self._entry_or_not_found(snapshot, version).version
+            previous = self.registry.update(change)
+            self.history.record("set_alias", version=target, outcome="ok", model_name=model_name, alias=alias,
+                                previous=previous,
+                                detail=f"{model_name}@{alias} -> {target}" + (f" (was {previous})" if previous else ""))
+            return AliasResult(model_name=model_name, alias=alias, version=target, previous_version=previous)
+
+    def delete_alias(self, *, model_name: str, alias: str) -> AliasResult:
+        self._require_writable("delete_alias")
+        with self._audit_failure("delete_alias", model_name=model_name, alias=alias):
+            check_alias_name(alias)
+
+            def change(snap: Snapshot) -> str:
+                for entry in snap.entries.values():
+                    if entry.model_name == model_name and alias in (entry.aliases or []):
+                        entry.aliases = [a for a in entry.aliases or [] if a != alias]
+                        return entry.version
+                resolve_alias(snap, f"{model_name}@{alias}")  # raises not_found naming the aliases
+                raise NotFoundError(f"Model {model_name} has no alias {alias!r}.")
+
+            version = self.registry.update(change)
+            self.history.record("delete_alias", version=version, outcome="ok", model_name=model_name, alias=alias,
+                                detail=f"{model_name}@{alias} removed (it named {version})")
+            return AliasResult(model_name=model_name, alias=alias, version=None, previous_version=version)
 
     def deployed_load_error(self) -> str | None:
         error = self.runtime.load_error
@@ -257,15 +329,14 @@ def _public_event(event: dict[str, Any]) -> dict[str, Any]:
     return {**base, **{k: v for k, v in event.items() if k not in base}}
 
 
-def _newest_first_key(entry: RegistryEntry) -> tuple[float, float, str]:
-    """created_at as a moment (offsets differ between packages), then imported_at, then version."""
-    return (_moment(entry.created_at), _moment(entry.imported_at), entry.version)
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def _moment(value: str | None) -> float:
-    if not value:
-        return float("-inf")
-    try:
-        return parse_timestamp(value).timestamp()
-    except (ValueError, OverflowError):
-        return float("-inf")
+def check_alias_name(alias: Any) -> str:
+    if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
+        raise InvalidInputError(f"The alias {str(alias)[:80]!r} is not valid: use 1 to 64 ASCII letters, digits, "
+                                "'.', '_' or '-', starting with a letter or digit.")
+    if alias == RESERVED_ALIAS:
+        raise InvalidInputError(f"The alias {RESERVED_ALIAS!r} is reserved: name@{RESERVED_ALIAS} always means the "
+                                "model's deployed version.")
+    return alias

@@ -7,15 +7,17 @@ import time
 from typing import Any
 
 from model_mcp.core.errors import (
+    InvalidInputError,
     InvalidStateError,
     ModelMcpError,
     NoDeployedModelError,
     NoRollbackTargetError,
     NotFoundError,
+    ResourceLimitError,
     ValidationFailedError,
 )
 from model_mcp.core.alerts import load_failed_alert, operational_alerts
-from model_mcp.core.registry import Snapshot
+from model_mcp.core.registry import Snapshot, model_key
 from model_mcp.core.runtime import ResidentModel
 from model_mcp.core.schemas import (
     DeployResult,
@@ -28,7 +30,7 @@ from model_mcp.core.schemas import (
     utc_now,
 )
 from model_mcp.core.unpickler import load_trusted
-from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
+from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress, resolve_alias
 from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
 
@@ -64,13 +66,23 @@ class ServingCases(UseCaseBase):
             return None
         if problem is not None:  # damaged: the reading tools answer from the last good copy, so does predict
             log.error("registry_damaged_serving_last_good", reason=problem)
-        deployed = snapshot.deployed
-        if deployed is None:
+        deployed = list(snapshot.deployed_by_model().values())
+        if not deployed:
             return None
-        self.runtime.begin_loading(deployed.version)
+        for entry in deployed:
+            self.runtime.begin_loading(entry.version, model_key(entry))
         self._full_load_release = threading.Event()
-        thread = threading.Thread(target=self._load_into_runtime, args=(deployed,), name="load-deployed",
-                                  daemon=True)
+
+        def load_all() -> None:
+            # Saved scorers first (numpy only, milliseconds each), so every model serves early; then
+            # the full models one by one, once a first call was answered (or FULL_LOAD_DEFER_S).
+            stand_ins = [self._serve_saved_scorer(entry) for entry in deployed]
+            if any(stand_in is not None for stand_in in stand_ins):
+                self._full_load_release.wait(self.full_load_defer_s)
+            for entry, stand_in in zip(deployed, stand_ins, strict=True):
+                self._load_full_model(entry, stand_in=stand_in)
+
+        thread = threading.Thread(target=load_all, name="load-deployed", daemon=True)
         thread.start()
         return thread
 
@@ -92,10 +104,10 @@ class ServingCases(UseCaseBase):
         try:
             resident = self._load_resident(entry)
         except ModelMcpError as exc:
-            self.runtime.load_failed(entry.version, f"[{exc.code}] {exc}")
+            self.runtime.load_failed(entry.version, f"[{exc.code}] {exc}", model_key(entry))
         except Exception as exc:  # a start load must never take the server down
             log.error("deployed_load_crashed", version=entry.version, exc_info=exc)
-            self.runtime.load_failed(entry.version, "[internal_error] the model could not be loaded")
+            self.runtime.load_failed(entry.version, "[internal_error] the model could not be loaded", model_key(entry))
         else:
             if stand_in is None:
                 self.runtime.install(resident)
@@ -132,7 +144,7 @@ class ServingCases(UseCaseBase):
             return None
         stand_in = ResidentModel.create(version=entry.version, estimator=SavedScorerModel(scorer), feature_names=names,
                                         load_ms=(time.perf_counter() - started) * 1000, model_file_bytes=size,
-                                        deployed_at=entry.deployed_at)
+                                        deployed_at=entry.deployed_at, model_name=model_key(entry))
         self.runtime.install(stand_in)
         log.info("saved_scorer_serving", version=entry.version, load_ms=round(stand_in.load_ms, 1))
         return stand_in
@@ -169,34 +181,40 @@ class ServingCases(UseCaseBase):
         return ResidentModel.create(version=entry.version, estimator=estimator,
                                     feature_names=metadata.get("feature_names") or [],
                                     load_ms=load_ms, model_file_bytes=size,
-                                    deployed_at=entry.deployed_at)
+                                    deployed_at=entry.deployed_at, model_name=model_key(entry))
 
     def _follow_registry(self) -> None:
         """Serve what the registry says is deployed, also when another process deployed it.
 
-        One stat of registry.json per predict (the registry read is cached by its stat); only when
-        the deployed version differs from the resident one is anything loaded.
+        One stat of registry.json per predict (the registry read is cached by its stat, the deployed
+        versions per model memoized with it); only a model whose deployed version differs from its
+        resident one is loaded.
         """
         if self.runtime.loading is not None or self._switch_lock.locked():
             return  # a load or a switch in this process is under way; it installs the right model
         try:
-            deployed_version = self.registry.deployed_version()
+            deployed = self.registry.deployed_versions()
         except ModelMcpError:
             return  # damaged registry: keep serving what is resident
-        current = self.runtime.current
-        if deployed_version is None or (current is not None and current.version == deployed_version):
+        residents = self.runtime.residents()
+        stale = [name for name, version in deployed.items()
+                 if residents.get(name) is None or residents[name].version != version]
+        if not stale:
             return
-        error = self.runtime.load_error
-        if error is not None and error["version"] == deployed_version:
+        errors = self.runtime.load_errors()
+        stale = [name for name in stale if errors.get(name, {}).get("version") != deployed[name]]
+        if not stale:
             return  # already failed to load; list_models and performance_report say why
         with self._follow_lock:
-            current = self.runtime.current
-            deployed = self.registry.read().deployed
-            if deployed is None or (current is not None and current.version == deployed.version):
-                return
-            log.info("following_registry", deployed=deployed.version,
-                     resident=current.version if current else None)
-            self._load_into_runtime(deployed)
+            snapshot = self.registry.read()
+            for name in stale:
+                entry = snapshot.deployed_of(name)
+                current = self.runtime.resident_of(name)
+                if entry is None or (current is not None and current.version == entry.version):
+                    continue
+                log.info("following_registry", model_name=name, deployed=entry.version,
+                         resident=current.version if current else None)
+                self._load_into_runtime(entry)
 
     # --- deploy and rollback -------------------------------------------------------------------
     def deploy(self, *, version: str, progress: Progress | None = None) -> DeployResult:
@@ -204,26 +222,51 @@ class ServingCases(UseCaseBase):
         with self._audit_failure("deploy", version=version if isinstance(version, str) else None, mode="explicit"):
             return self._switch_to(version, event="deploy", mode="explicit", progress=progress or _no_progress)
 
-    def rollback(self, *, to_version: str | None = None, progress: Progress | None = None) -> DeployResult:
+    def rollback(self, *, to_version: str | None = None, model_name: str | None = None,
+                 progress: Progress | None = None) -> DeployResult:
         self._require_writable("rollback")
         with self._audit_failure("rollback", version=to_version if isinstance(to_version, str) else None,
-                                 mode="explicit" if to_version else "auto"):
-            return self._rollback(to_version=to_version, progress=progress)
+                                 mode="explicit" if to_version else "auto", model_name=model_name):
+            return self._rollback(to_version=to_version, model_name=model_name, progress=progress)
 
-    def _rollback(self, *, to_version: str | None, progress: Progress | None) -> DeployResult:
+    def _rollback(self, *, to_version: str | None, model_name: str | None, progress: Progress | None) -> DeployResult:
         snapshot = self.read_registry()
-        current = snapshot.deployed
         if to_version is None:
-            target = self._rollback_target(snapshot)
+            current = snapshot.get(self._rolling_back_from(snapshot, model_name))
+            assert current is not None
+            target = self._rollback_target(snapshot, current)
             mode = "auto"
         else:
-            target = self._entry_or_not_found(snapshot, to_version).version
+            entry = self._entry_or_not_found(snapshot, to_version)
+            if model_name is not None and entry.model_name != model_name:
+                raise InvalidInputError(f"Version {entry.version} belongs to model {entry.model_name}, not {model_name}.")
+            target = entry.version
+            current = snapshot.deployed_of(model_key(entry))
             if current is not None and current.version == target:
                 raise InvalidStateError(f"Version {target} is already deployed; there is nothing to roll back.")
             mode = "explicit"
         return self._switch_to(target, event="rollback", mode=mode, progress=progress or _no_progress)
 
-    def deployment_stack(self) -> list[str]:
+    def _rolling_back_from(self, snapshot: Snapshot, model_name: str | None) -> str:
+        """The deployed version a rollback without a target leaves: that of `model_name`, or of the
+        only deployed model."""
+        deployed = snapshot.deployed_by_model()
+        if model_name is not None:
+            entry = deployed.get(model_name)
+            if entry is None:
+                raise NoRollbackTargetError(f"No version of {model_name} is deployed, so there is nothing to "
+                                            "roll back from.")
+            return entry.version
+        if not deployed:
+            raise NoRollbackTargetError("Nothing is deployed, so there is nothing to roll back from.")
+        if len(deployed) > 1:
+            raise InvalidInputError(
+                f"Several models are deployed ({', '.join(sorted(n or '(unnamed)' for n in deployed))}); name one "
+                "with `model_name`."
+            )
+        return next(iter(deployed.values())).version
+
+    def deployment_stack(self, model_name: str | None = None, snapshot: Snapshot | None = None) -> list[str]:
         """The versions that served, oldest first, as deploys and rollbacks left them.
 
         Replaying the audit trail: a deploy (or a rollback to a named version) pushes its version;
@@ -235,6 +278,8 @@ class ServingCases(UseCaseBase):
             if event.get("outcome") != "ok":
                 continue
             version = event.get("version")
+            if model_name is not None and _event_model(event, snapshot) != model_name:
+                continue  # another model's deployments do not move this model's stack
             if event.get("event") == "rollback" and event.get("mode") == "auto":
                 if stack:
                     stack.pop()
@@ -244,16 +289,14 @@ class ServingCases(UseCaseBase):
                 stack.append(version)
         return stack
 
-    def _rollback_target(self, snapshot: Snapshot) -> str:
-        current = snapshot.deployed
-        if current is None:
-            raise NoRollbackTargetError("Nothing is deployed, so there is nothing to roll back from.")
-        stack = self.deployment_stack()
+    def _rollback_target(self, snapshot: Snapshot, current: RegistryEntry) -> str:
+        stack = self.deployment_stack(model_key(current), snapshot)
         while stack and stack[-1] == current.version:
             stack.pop()
         for version in reversed(stack):
             entry = snapshot.get(version)
-            if entry is not None and entry.status in ("available", "imported") and version != current.version:
+            if (entry is not None and entry.status in ("available", "imported") and version != current.version
+                    and model_key(entry) == model_key(current)):
                 return version
         raise NoRollbackTargetError(
             f"No earlier deployment of another registered, deployable version precedes {current.version}; "
@@ -264,13 +307,16 @@ class ServingCases(UseCaseBase):
         with self._switch_lock:
             snapshot = self.read_registry()
             entry = self._entry_or_not_found(snapshot, version)
-            previous = snapshot.deployed
-            resident = self.runtime.current
+            version = entry.version  # an alias (name@alias) named it
+            name = model_key(entry)
+            previous = snapshot.deployed_of(name)
+            resident = self.runtime.resident_of(name)
             if entry.status == "deployed" and resident is not None and resident.version == version:
                 report = self.load_report(version)
                 return DeployResult(
                     deployed_version=version, previous_version=None, load_ms=0.0, probe_ms=0.0,
                     validation=report.summary() if report else _empty_summary(), already_deployed=True,
+                    model_name=entry.model_name,
                 )
             if entry.status in ("failed", "archived"):
                 raise InvalidStateError(
@@ -296,13 +342,15 @@ class ServingCases(UseCaseBase):
                 version=version, estimator=outcome.estimator,
                 feature_names=metadata.feature_names if metadata else [],
                 load_ms=outcome.load_ms or 0.0, model_file_bytes=outcome.model_file_bytes or 0, deployed_at=now,
+                model_name=name,
             )
+            self._check_memory_budget(new_resident)
 
             def switch(snap: Snapshot) -> str | None:
                 target = snap.entries.get(version)
                 if target is None:
                     raise NotFoundError(f"Version {version} was deleted while it was being deployed.")
-                before = snap.deployed
+                before = snap.deployed_of(name)
                 if before is not None and before.version != version:
                     before.status = "available"
                     before.deployed_at = None  # the entry says what is; the history keeps when it served
@@ -321,6 +369,7 @@ class ServingCases(UseCaseBase):
                 log.warning("report_not_saved", version=version, exc_info=True)
             self.history.record(
                 event, version=version, outcome="ok", mode=mode, previous=previous_version,
+                **({"model_name": entry.model_name} if entry.model_name else {}),
                 detail=f"{event} {version} (from {previous_version or 'nothing'}); "
                        f"load {outcome.load_ms or 0:.1f} ms, probe {outcome.probe_ms or 0:.1f} ms",
             )
@@ -328,39 +377,62 @@ class ServingCases(UseCaseBase):
             return DeployResult(
                 deployed_version=version, previous_version=previous_version, load_ms=round(outcome.load_ms or 0, 3),
                 probe_ms=None if outcome.probe_ms is None else round(outcome.probe_ms, 3),
-                validation=report.summary(), rolled_back=event == "rollback",
+                validation=report.summary(), rolled_back=event == "rollback", model_name=entry.model_name,
+            )
+
+    def _check_memory_budget(self, resident: ResidentModel) -> None:
+        """MODEL_MCP_MAX_RESIDENT_MB: the resident models' summed estimate, this one replacing its
+        model's current one, must fit; else ResourceLimitError and nothing changes."""
+        limit_mb = self.settings.max_resident_mb
+        if not limit_mb:
+            return
+        others = self.runtime.memory_in_use(except_model=resident.model_name)
+        total = others + resident.memory_bytes
+        if total > limit_mb * 1024 * 1024:
+            raise ResourceLimitError(
+                f"Deploying {resident.version} would make the resident models take about {total / 2**20:.1f} MB "
+                f"({resident.memory_bytes / 2**20:.1f} MB for this one, {others / 2**20:.1f} MB for the other "
+                f"models serving), over MODEL_MCP_MAX_RESIDENT_MB={limit_mb:g}. Nothing changed: roll back or "
+                "retire another model, or raise the budget."
             )
 
     # --- predict -------------------------------------------------------------------------------
-    def predict(self, *, rows: Any, version: str | None = None, exact_scores: bool = False,
-                summary_only: bool = False) -> dict[str, Any]:
+    def predict(self, *, rows: Any, version: str | None = None, model_name: str | None = None,
+                exact_scores: bool = False, summary_only: bool = False) -> dict[str, Any]:
         self._follow_registry()
-        if self.runtime.current is None and self.runtime.loading is None:
-            error = self.runtime.load_error
-            if error is not None:
-                raise NoDeployedModelError(
-                    f"The deployed version {error['version']} could not be loaded ({error['message']}); "
-                    "deploy a version that validates."
-                )
-        return self.runtime.predict(rows, version=version, exact_scores=exact_scores, summary_only=summary_only)
+        if version is not None and "@" in version:  # name@alias: the version it names must be serving
+            snapshot, _ = self.read_registry_for_reading()
+            version = resolve_alias(snapshot, version)
+        if model_name is not None and self.runtime.resident_of(model_name) is None:
+            snapshot, _ = self.read_registry_for_reading(copy=False)
+            if not any(e.model_name == model_name for e in snapshot.entries.values()):
+                serving = sorted(self.runtime.residents())
+                raise NotFoundError(f"No model named {model_name!r} is registered"
+                                    + (f"; deployed models: {', '.join(serving)}." if serving else "."))
+        return self.runtime.predict(rows, version=version, model_name=model_name, exact_scores=exact_scores,
+                                    summary_only=summary_only)
 
     def readiness(self) -> Readiness:
         """Whether this process serves what is deployed (for /readyz and load balancers).
 
-        Ready: a model is resident, or nothing is deployed on purpose. Not ready: the deployed
-        version is still loading at start, or that load failed (predict would answer
-        no_deployed_model although a version is deployed).
+        Ready: every deployed model is resident, or nothing is deployed on purpose. Not ready: a
+        deployed version is still loading at start, or that load failed (predict for that model
+        would answer no_deployed_model although a version is deployed).
         """
-        current, loading, error = self.runtime.current, self.runtime.loading, self.runtime.load_error
-        if current is not None:
-            return Readiness(ready=True, state="serving", version=current.version,
-                             detail=f"Version {current.version} is loaded and serves predict.")
-        if loading is not None:
-            return Readiness(ready=False, state="loading", version=loading,
-                             detail=f"The deployed version {loading} is still loading.")
-        if error is not None:
+        residents, loading, errors = self.runtime.residents(), self.runtime.loading_versions(), self.runtime.load_errors()
+        if loading:
+            version = next(iter(loading.values()))
+            return Readiness(ready=False, state="loading", version=version,
+                             detail=f"The deployed version {', '.join(loading.values())} is still loading.")
+        if errors:
+            error = next(iter(errors.values()))
             return Readiness(ready=False, state="load_failed", version=error["version"],
                              detail=f"The deployed version {error['version']} failed to load: {error['message']}")
+        if residents:
+            versions = sorted(r.version for r in residents.values())
+            return Readiness(ready=True, state="serving", version=versions[0] if len(versions) == 1 else None,
+                             detail=f"Version {', '.join(versions)} {'is' if len(versions) == 1 else 'are'} "
+                                    "loaded and serve predict.")
         return Readiness(ready=True, state="nothing_deployed", version=None,
                          detail="No version is deployed; predict answers no_deployed_model until one is.")
 
@@ -385,19 +457,19 @@ class ServingCases(UseCaseBase):
             return _no_scoring_figures()
         return {key: live.get(key) for key in _no_scoring_figures()}
 
-    def performance_report(self, *, version: str | None = None, since: str | None = None, until: str | None = None,
-                           bucket_s: int = 60) -> PerformanceReport:
+    def performance_report(self, *, version: str | None = None, model_name: str | None = None,
+                           since: str | None = None, until: str | None = None, bucket_s: int = 60) -> PerformanceReport:
         """Figures since the version's deploy (or over since/until), from every process on the home."""
         snapshot, _ = self.read_registry_for_reading()
-        target = self.resolve_version(version, snapshot)
+        target = self.resolve_version(version, snapshot, model_name=model_name)
         entry = snapshot.get(target)
-        if entry is None and not (self.runtime.current is not None and self.runtime.current.version == target):
+        if entry is None and self.runtime.serving_version(target) is None:
             entry = self._entry_or_not_found(snapshot, target)
         figures = self._performance_figures(target, entry, since=since, until=until, bucket_s=bucket_s)  # type: ignore[attr-defined]
         figures.update(self._scoring_figures(target))
         alerts = operational_alerts(figures, self.manifest_resources(target))
-        error = self.runtime.load_error
-        if error is not None and error["version"] == target:
+        error = next((e for e in self.runtime.load_errors().values() if e["version"] == target), None)
+        if error is not None:
             figures["load_error"] = error["message"]
             alerts.insert(0, load_failed_alert(target, error["message"]))
         return PerformanceReport(alerts=alerts, **figures)
@@ -405,6 +477,14 @@ class ServingCases(UseCaseBase):
 
 def _no_scoring_figures() -> dict[str, Any]:
     return {"scoring_path": None, "scoring_crossover_rows": None, "requests_by_scoring_path": None}
+
+
+def _event_model(event: dict[str, Any], snapshot: Snapshot | None) -> str | None:
+    """The model a deployment event belongs to: recorded since several models serve, else looked up."""
+    if "model_name" in event:
+        return event["model_name"]
+    entry = snapshot.get(event.get("version") or "") if snapshot is not None else None
+    return model_key(entry) if entry is not None else None
 
 
 def _recorded_model_sha256(entry: RegistryEntry) -> str | None:
