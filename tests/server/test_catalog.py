@@ -58,7 +58,7 @@ async def test_the_resources_are_listed(client):
     static = {str(r.uri) for r in (await client.list_resources()).resources}
     templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
     assert static == {"models://registry", "models://history", "ui://model-mcp/dashboard", "models://alerts"}
-    assert templates == {"models://{version}", "models://{version}/validation"}
+    assert templates == {"models://{version}", "models://{version}/validation", "models://{version}/drift"}
 
 
 async def test_read_only_offers_only_tools_that_change_nothing(make_settings, packages, home):
