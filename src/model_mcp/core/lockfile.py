@@ -1,8 +1,8 @@
 """"One process on this home does this": a non-blocking flock on a file in the home, held for as long
 as the process does the job, released by the kernel when the process ends (even by SIGKILL).
 
-Used by the training-folder watch (`training-watch.lock`); any other single-holder job on a home
-(a background check that must not run twice) can take its own file the same way. The holder writes a
+Used by the training-folder watch (`training-watch.lock`) and the background check
+(`monitor-check.lock`, so that two servers on a home do not count each alert twice). The holder writes a
 short note into the file (JSON: its pid and what it does) so that others, and an operator with
 `cat`, can tell who holds it; the note is information only, the flock is the lock.
 

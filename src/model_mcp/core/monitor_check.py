@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_mcp.core import lockfile
 from model_mcp.core.alerts import OPERATIONAL_KINDS
 from model_mcp.core.errors import InsufficientDataError, ModelMcpError
 from model_mcp.logs import get_logger
@@ -56,24 +57,20 @@ class BackgroundCheck:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock: another process's next tick takes over
+            lockfile.release(self._lock_fd)  # another process's next tick takes over
             self._lock_fd = None
 
     def leads(self) -> bool:
         """Whether this process is the home's checker (holds the lock, taking it now if it is free)."""
         if self.lock_path is None or self._lock_fd is not None:
             return True
-        import fcntl
-
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = lockfile.try_hold(self.lock_path, {"pid": os.getpid(), "job": "background check",
+                                                    "interval_s": self.interval_s})
         except OSError as exc:
             log.warning("background_check_lock_unavailable", reason=str(exc))
             return True  # no lock file possible (a full disk): checking twice beats not checking
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        if fd is None:
             return False
         self._lock_fd = fd
         log.info("background_check_leading", pid=os.getpid())
