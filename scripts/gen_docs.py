@@ -311,10 +311,18 @@ async def _listing(manager: Any) -> tuple[list[Any], list[Any], list[Any]]:
 
     from model_mcp.server import build_server
 
-    async with Client(build_server(manager)) as client:
+    from mcp.server import MCPServer
+
+    server = build_server(manager)
+    async with Client(server) as client:
         tools = (await client.list_tools()).tools
         resources = (await client.list_resources()).resources
         templates = (await client.list_resource_templates()).resource_templates
+    # The listing outlines answers (listing.py); the reference gives their full shapes, from the
+    # schemas the server validates answers with (the listing before it is leaned).
+    full = {tool.name: tool.output_schema for tool in await MCPServer.list_tools(server)}
+    for tool in tools:
+        tool.output_schema = full.get(tool.name, tool.output_schema)
     return tools, resources, templates
 
 

@@ -18,7 +18,9 @@ import pytest
 from model_mcp import samples
 from model_mcp.cli import build_parser, main, settings_from
 from model_mcp.commands import ALERTS, COMMANDS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, _available_commands, run
+from model_mcp.core.errors import InvalidInputError
 from model_mcp.core.manager import ModelManager
+from model_mcp.settings import Settings
 
 
 def spawn(*args: str) -> subprocess.CompletedProcess[str]:
@@ -299,6 +301,13 @@ def test_each_help_shows_only_its_own_flags(capsys):
         "validate": {"--shallow"},
         "show": {"--details"},
         "alerts": {"--active", "--severity", "--limit", "--model-name"},
+        "rollout-start": {"--mode", "--traffic-percent"},
+        "rollout-report": {"--model-name"},
+        "promote": {"--model-name"},
+        "abort-rollout": {"--model-name"},
+        "rollout-policy": {"--set", "--clear", "--min-compared-rows", "--min-agreement", "--max-anomaly-rate-diff",
+                           "--min-quality-score", "--max-error-rate", "--max-latency-p95-ms", "--auto-promote",
+                           "--auto-abort", "--shadow-on-import"},
     }
     from model_mcp.commands import _accepts
 
@@ -429,3 +438,39 @@ def test_docs_cli_names_every_command_and_exit_code():
     for name in dir(commands):
         if name.startswith("EXIT_"):
             assert f"| {getattr(commands, name)} |" in text, name
+
+
+def test_rollout_commands_exit_with_the_verdict_for_ci(tmp_path, capsys, two_packages):
+    home = tmp_path / "home"
+    a, _ = two_packages
+    nine = samples.build_package(tmp_path / "c.zip", version="c", seed=5, n_features=9)  # expects a ninth feature
+    for package in (a, nine):
+        assert cli(capsys, "import", str(package), "--home", str(home))[0] == 0
+    assert cli(capsys, "deploy", "a", "--home", str(home))[0] == 0
+    code, out, _ = cli(capsys, "rollout-start", "c", "--mode", "canary", "--home", str(home))
+    assert code == 1  # a canary needs its share
+    code, out, _ = cli(capsys, "rollout-start", "c", "--mode", "canary", "--traffic-percent", "20", "--home", str(home))
+    assert code == 0 and "Started: a canary of c on 20 % of calls." in out
+    code, out, _ = cli(capsys, "rollout-report", "--home", str(home))
+    assert code == 10 and "verdict: HOLD" in out  # no rows yet
+    code, out, _ = cli(capsys, "rollout-policy", "network-anomaly", "--set", "--max-error-rate", "0.2",
+                       "--home", str(home))
+    assert code == 0 and "max_error_rate: 0.2" in out
+    # Traffic from a server process: calls naming the canary's version are answered by it, and fail.
+    server = ModelManager(Settings(home=home))
+    server.start()
+    for _ in range(25):
+        with pytest.raises(InvalidInputError):
+            server.predict(rows=[[0.0] * 8], version="c")
+    server.close()
+    code, out, _ = cli(capsys, "rollout-report", "--home", str(home), "--json")
+    report = json.loads(out)
+    assert code == 11 and report["verdict"] == "reject" and report["policy_set"] is True
+    assert report["error_rate"]["candidate"] == 1.0
+    code, out, _ = cli(capsys, "abort-rollout", "--home", str(home))
+    assert code == 0
+    code, _, err = cli(capsys, "rollout-report", "--home", str(home))
+    assert code == 1 and "[invalid_state]" in err
+    assert cli(capsys, "rollout-policy", "network-anomaly", "--clear", "--home", str(home))[0] == 0
+    code, out, _ = cli(capsys, "rollout-policy", "network-anomaly", "--home", str(home))
+    assert code == 0 and "has no rollout policy" in out

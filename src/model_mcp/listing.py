@@ -12,15 +12,11 @@ adds for humans reading generated docs:
 - `default` and `required` in output schemas: every answer carries every field its schema lists
   (answers are pydantic models dumped whole), so `required` would only repeat the property names;
 - `additionalProperties: true` and empty `items: {}`, which say what their absence says;
-- an answer's nested shapes: an output schema lists the answer's fields with their types, and a
-  field holding an object or a list of objects says just that (`{"type": "object"}`, or an array of
-  them), without the nested fields. The listing must stay under 24 KB with every tool of the server
-  (about 26); the nested shapes are in docs/reference.md and in each tool's description, and a
-  client validating against the shallow schema accepts every answer the full one does.
-
-Every rewrite of an output schema keeps (or widens) the set of accepted values, so a client
-validating structured content against the lean schema accepts every answer the full one does.
-The SDK keeps the full schemas for its own checks; only the listing is leaned.
+- an answer's shapes: an output schema names the answer's fields (with their descriptions where
+  they say more than the name) and nothing else: no types, no nested fields, no `$defs`. The whole
+  listing must stay under 24 KB with every tool of the server (about 25); the fields' types and
+  nested shapes are in docs/reference.md, generated from the full schemas, and a client validating
+  against the outline accepts every answer the full schema does.
 """
 
 from __future__ import annotations
@@ -42,7 +38,7 @@ def lean_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str, An
 
 
 def _shallow(schema: dict[str, Any]) -> dict[str, Any]:
-    """The answer's own fields with their types; nested objects only as objects, no `$defs`."""
+    """The answer's own fields, each with its description only (see the module docstring)."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
@@ -52,18 +48,10 @@ def _shallow(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _outline(node: Any) -> Any:
-    """A field's schema with any object inside it (a $ref, properties) reduced to `{"type": "object"}`."""
+    """A field's schema reduced to its description (an empty schema: any value)."""
     if not isinstance(node, dict):
         return node
-    if "$ref" in node or "properties" in node or node.get("type") == "object":
-        return {"type": "object", **({"description": node["description"]} if "description" in node else {})}
-    out = dict(node)
-    if "items" in out:
-        out["items"] = _outline(out["items"])
-    for key in ("anyOf", "oneOf"):
-        if isinstance(out.get(key), list):
-            out[key] = [_outline(sub) for sub in out[key]]
-    return out
+    return {"description": node["description"]} if "description" in node else {}
 
 
 def _lean(node: Any, *, output: bool) -> Any:

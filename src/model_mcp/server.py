@@ -39,6 +39,8 @@ from model_mcp.core.predict_answer import answer_text
 from model_mcp.core.refusals import count_refusal
 from model_mcp.core.schemas import (
     AliasResult,
+    PolicyResult,
+    RolloutReport,
     DeleteResult,
     DeployResult,
     DiscoverResult,
@@ -339,8 +341,13 @@ def build_server(manager: ModelManager) -> MCPServer:
         async def deploy(
             ctx: Context,
             version: Annotated[str, Field(description="A registered version or name@alias.")],
+            mode: Annotated[Literal["primary", "shadow", "canary"], Field(
+                description="shadow: also scores every call, answers none; canary: answers traffic_percent.")
+            ] = "primary",
+            traffic_percent: Annotated[int | None, Field(ge=1, le=99)] = None,
         ) -> DeployResult:
-            return await _call("deploy", manager.deploy, version=version, progress=_ProgressRelay(ctx))
+            return await _call("deploy", manager.deploy, version=version, mode=mode, traffic_percent=traffic_percent,
+                               progress=_ProgressRelay(ctx))
 
         @server.tool(
             title="Roll back the deployed model",
@@ -380,6 +387,72 @@ def build_server(manager: ModelManager) -> MCPServer:
             return await _call("delete_alias", manager.delete_alias, model_name=model_name, alias=alias)
 
     @server.tool(
+        title="Compare a rollout with its primary",
+        description=(
+            "A shadow or canary against its model's deployed version: rows compared, label agreement, anomaly "
+            "rates with a two-proportion test, score rank correlation, latency, errors, drift; verdict promote, "
+            "hold or reject, with reasons and rows still needed."
+        ),
+        annotations=READ_ONLY,
+    )
+    async def rollout_report(model_name: ModelNameArg = None) -> RolloutReport:
+        return await _call("rollout_report", manager.rollout_report, model_name=model_name)
+
+    @server.tool(
+        title="A model's rollout policy",
+        description=("The stored rollout policy of a model (thresholds for the verdict, automatic promote/abort, "
+                     "shadow of watched imports), or null, with the defaults."),
+        annotations=READ_ONLY,
+    )
+    async def get_rollout_policy(model_name: str) -> PolicyResult:
+        return await _call("get_rollout_policy", manager.get_rollout_policy, model_name=model_name)
+
+    if not read_only:
+
+        @server.tool(
+            title="Promote a rollout",
+            description=("Make a model's shadow or canary its deployed version: validated again, switched atomically, "
+                         "audited; the old primary becomes available."),
+            annotations=_changing(idempotent=False),
+        )
+        async def promote(ctx: Context, model_name: ModelNameArg = None) -> DeployResult:
+            return await _call("promote", manager.promote, model_name=model_name, progress=_ProgressRelay(ctx))
+
+        @server.tool(
+            title="Abort a rollout",
+            description=("End a model's shadow or canary; its deployed version serves alone. Audited. rollback also "
+                         "ends a rollout."),
+            annotations=_changing(idempotent=False),
+        )
+        async def abort_rollout(model_name: ModelNameArg = None) -> DeployResult:
+            return await _call("abort_rollout", manager.abort_rollout, model_name=model_name)
+
+        @server.tool(
+            title="Set a model's rollout policy",
+            description=("Thresholds rollout_report judges with; auto_promote / auto_abort act on the verdict and "
+                         "shadow_on_import starts a shadow of watched imports. Opt-in, stored, audited. clear: remove."),
+            annotations=_changing(idempotent=True),
+        )
+        async def set_rollout_policy(
+            model_name: str,
+            min_compared_rows: int | None = None,
+            min_agreement: float | None = None,
+            max_anomaly_rate_diff: float | None = None,
+            min_quality_score: float | None = None,
+            max_error_rate: float | None = None,
+            max_latency_p95_ms: float | None = None,
+            auto_promote: bool = False,
+            auto_abort: bool = False,
+            shadow_on_import: bool = False,
+            clear: bool = False,
+        ) -> PolicyResult:
+            return await _call("set_rollout_policy", manager.set_rollout_policy, model_name=model_name, clear=clear,
+                               min_compared_rows=min_compared_rows, min_agreement=min_agreement,
+                               max_anomaly_rate_diff=max_anomaly_rate_diff, min_quality_score=min_quality_score,
+                               max_error_rate=max_error_rate, max_latency_p95_ms=max_latency_p95_ms,
+                               auto_promote=auto_promote, auto_abort=auto_abort, shadow_on_import=shadow_on_import)
+
+    @server.tool(
         title="Predict with the deployed model",
         description=(
             "Score rows with the deployed model: labels (-1 anomaly, 1 normal), scores (lower = more "
@@ -394,9 +467,10 @@ def build_server(manager: ModelManager) -> MCPServer:
         version: Annotated[str | None, Field(description="Refuse ([version_mismatch]) unless this one serves.")] = None,
         exact_scores: bool = False,
         summary_only: bool = False,
+        routing_key: Annotated[str | None, Field(description="Canary: the same key, the same side.")] = None,
     ) -> Annotated[CallToolResult, PredictResult]:
         answer = await _call("predict", manager.predict, rows=rows, version=version, model_name=model_name,
-                             exact_scores=exact_scores, summary_only=summary_only)
+                             exact_scores=exact_scores, summary_only=summary_only, routing_key=routing_key)
         # The structured content carries the data; the text block repeats it only for small answers.
         return CallToolResult(content=[TextContent(type="text", text=answer_text(answer))], structured_content=answer)
 

@@ -32,9 +32,14 @@ CATALOG = {
     "get_alerts": (True, False, True, []),
     "set_alias": (False, False, True, ["alias", "model_name", "version"]),
     "delete_alias": (False, False, False, ["alias", "model_name"]),
+    "rollout_report": (True, False, True, []),
+    "get_rollout_policy": (True, False, True, ["model_name"]),
+    "promote": (False, False, False, []),
+    "abort_rollout": (False, False, False, []),
+    "set_rollout_policy": (False, False, True, ["model_name"]),
 }
 CHANGING = {"import_zip", "validate", "deploy", "rollback", "discover_models", "delete_model", "set_alias",
-            "delete_alias"}
+            "delete_alias", "promote", "abort_rollout", "set_rollout_policy"}
 
 
 def _catalog(tools) -> dict:

@@ -382,3 +382,27 @@ def test_model_mcp_scan_says_a_server_watches_the_folder(make_manager, training,
         watch.stop()
     assert main(["scan", "--training-dir", str(training), "--home", str(manager.settings.home)]) == 0
     assert "Watched" not in capsys.readouterr().out
+
+
+async def test_a_watched_import_starts_a_shadow_only_when_the_models_policy_says_so(make_manager, training):
+    manager = make_manager()
+    samples.write_zip(package("v1", 1), training / "v1.zip")
+    watch = TrainingWatch(manager, interval_s=TICK)
+    try:
+        assert watch.run_once()["imported"] == ["v1"]
+        manager.deploy(version="v1")
+        samples.write_zip(package("v2", 2), training / "v2.zip")
+        assert watch.run_once()["imported"] == ["v2"]
+        assert manager.runtime.rollouts() == {}  # no policy, no automatic action
+        manager.set_rollout_policy(model_name="network-anomaly", shadow_on_import=True)
+        samples.write_zip(package("v3", 3), training / "v3.zip")
+        assert watch.run_once()["imported"] == ["v3"]
+        live = manager.runtime.rollout_of("network-anomaly")
+        assert live is not None and (live.mode, live.version) == ("shadow", "v3")
+        started = manager.history.events(kind="deployments", limit=1)[0]
+        assert (started["event"], started["version"], started["how"]) == ("rollout_start", "v3", "policy")
+        samples.write_zip(package("v4", 4), training / "v4.zip")
+        assert watch.run_once()["imported"] == ["v4"]  # a rollout is in progress: v4 waits its turn
+        assert manager.runtime.rollout_of("network-anomaly").version == "v3"
+    finally:
+        watch.stop()

@@ -35,6 +35,9 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
+# rollout-report only: the verdict, for a CI job to branch on (promote is EXIT_OK).
+EXIT_HOLD = 10
+EXIT_REJECT = 11
 
 
 class UsageError(Exception):
@@ -54,6 +57,8 @@ class Command:
     epilog: str = ""
     # What to add, at the shell, to a refusal with this code (the core's sentence is written for agents).
     hints: dict[str, str] = field(default_factory=dict)
+    # The exit status of an answer (default EXIT_OK): rollout-report exits with its verdict.
+    status: Callable[[Any], int] = lambda answer: EXIT_OK
 
 
 def _version_arg(parser: argparse.ArgumentParser, *, optional: bool, what: str = "the version") -> None:
@@ -102,6 +107,49 @@ def _list_args(p: argparse.ArgumentParser) -> None:
 
 def _model_name_arg(p: argparse.ArgumentParser, what: str = "the model whose deployed version is meant") -> None:
     p.add_argument("--model-name", metavar="NAME", help=f"{what}; needed when several models are deployed")
+
+
+def _rollout_start_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("version", help="the version to try beside its model's deployed version")
+    p.add_argument("--mode", choices=["shadow", "canary"], required=True,
+                   help="shadow: scores every call, answers none; canary: answers --traffic-percent of the calls")
+    p.add_argument("--traffic-percent", dest="traffic_percent", type=_positive, metavar="N",
+                   help="canary: the share of the model's calls it answers (1-99)")
+
+
+def _rollout_model_args(p: argparse.ArgumentParser) -> None:
+    _model_name_arg(p, "the model whose rollout is meant")
+
+
+def _policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_name", metavar="MODEL", help="the model")
+    p.add_argument("--set", action="store_true", help="store the policy given by the flags below (else: show it)")
+    p.add_argument("--clear", action="store_true", help="remove the model's policy")
+    p.add_argument("--min-compared-rows", type=_positive, metavar="N")
+    p.add_argument("--min-agreement", type=float, metavar="SHARE")
+    p.add_argument("--max-anomaly-rate-diff", type=float, metavar="SHARE")
+    p.add_argument("--min-quality-score", type=float, metavar="SCORE")
+    p.add_argument("--max-error-rate", type=float, metavar="SHARE")
+    p.add_argument("--max-latency-p95-ms", type=float, metavar="MS")
+    p.add_argument("--auto-promote", action="store_true", help="promote when the verdict is promote")
+    p.add_argument("--auto-abort", action="store_true", help="abort when the verdict is reject")
+    p.add_argument("--shadow-on-import", action="store_true", help="shadow each version the training watch imports")
+
+
+_POLICY_FIELDS = ("min_compared_rows", "min_agreement", "max_anomaly_rate_diff", "min_quality_score", "max_error_rate",
+                  "max_latency_p95_ms", "auto_promote", "auto_abort", "shadow_on_import")
+
+
+def _policy(manager: Any, args: argparse.Namespace) -> Any:
+    if args.clear:
+        return manager.set_rollout_policy(model_name=args.model_name, clear=True)
+    if args.set:
+        return manager.set_rollout_policy(model_name=args.model_name, **{f: getattr(args, f) for f in _POLICY_FIELDS})
+    return manager.get_rollout_policy(model_name=args.model_name)
+
+
+def _verdict_status(answer: Any) -> int:
+    return {"promote": EXIT_OK, "hold": EXIT_HOLD, "reject": EXIT_REJECT}.get(answer.get("verdict"), EXIT_OK)
 
 
 def _alias_args(p: argparse.ArgumentParser) -> None:
@@ -260,6 +308,19 @@ COMMANDS: list[Command] = [
     Command("rollback", "rollback", "go back to the previously deployed version",
             lambda m, a: m.rollback(to_version=a.to_version, model_name=a.model_name), render.deployed,
             _rollback_args, validates=True),
+    Command("rollout-start", "deploy", "start a shadow or canary of a version beside its model's deployed one",
+            lambda m, a: m.deploy(version=a.version, mode=a.mode, traffic_percent=a.traffic_percent),
+            render.deployed, _rollout_start_args, validates=True),
+    Command("rollout-report", "rollout_report", "compare a rollout with its primary; exits 0 promote, 10 hold, 11 reject",
+            lambda m, a: m.rollout_report(model_name=a.model_name), render.rollout, _rollout_model_args,
+            status=_verdict_status,
+            epilog="Exit status: 0 when the verdict is promote, 10 hold, 11 reject (1-4 as for every command)."),
+    Command("promote", "promote", "make a model's shadow or canary its deployed version (validated again)",
+            lambda m, a: m.promote(model_name=a.model_name), render.deployed, _rollout_model_args, validates=True),
+    Command("abort-rollout", "abort_rollout", "end a model's rollout; its deployed version serves alone",
+            lambda m, a: m.abort_rollout(model_name=a.model_name), render.deployed, _rollout_model_args),
+    Command("rollout-policy", "get_rollout_policy", "show, set (--set) or remove (--clear) a model's rollout policy",
+            _policy, render.policy, _policy_args),
     Command("set-alias", "set_alias", "point a model's alias (champion, candidate...) at one of its versions",
             lambda m, a: m.set_alias(model_name=a.model_name, alias=a.alias, version=a.version), render.aliased,
             _alias_args),
@@ -422,4 +483,4 @@ def run(args: argparse.Namespace, settings: Any, manager: Any = None) -> int:
         sys.stdout.write(json.dumps(answer, indent=2, default=str) + "\n")
     else:
         sys.stdout.write("\n".join(command.render(answer)) + "\n")
-    return EXIT_OK
+    return command.status(answer)

@@ -104,6 +104,43 @@ def listed(a: dict[str, Any]) -> list[str]:
     return lines
 
 
+def rollout(a: dict[str, Any]) -> list[str]:
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.2f} %"
+
+    def ms(side: str, key: str) -> str:
+        value = (a.get(key) or {}).get(side)
+        return "-" if value is None else f"{value:.2f}"
+
+    lines = [f"{_text(a.get('mode'))} of {_text(a.get('candidate_version'))} beside {_text(a.get('primary_version'))} "
+             f"({_text(a.get('model_name'))}) since {_text(a.get('started_at'))}"
+             + (f", {a['traffic_percent']} % of calls" if a.get("traffic_percent") else ""),
+             f"verdict: {_text(a.get('verdict')).upper()}"]
+    lines += [f"  - {_text(reason)}" for reason in a.get("reasons") or []]
+    rows = [("rows", a.get("rows"), ""), ("label agreement", pct(a.get("label_agreement")), ""),
+            ("anomaly rate", pct(a.get("anomaly_rate_primary")), pct(a.get("anomaly_rate_candidate"))),
+            ("latency p50 ms", ms("primary", "latency_p50_ms"), ms("candidate", "latency_p50_ms")),
+            ("latency p95 ms", ms("primary", "latency_p95_ms"), ms("candidate", "latency_p95_ms")),
+            ("error rate", pct((a.get("error_rate") or {}).get("primary")), pct((a.get("error_rate") or {}).get("candidate"))),
+            ("dataset drift", (a.get("dataset_drift") or {}).get("primary"), (a.get("dataset_drift") or {}).get("candidate"))]
+    lines += table(["", "primary", "candidate"], rows)
+    if a.get("anomaly_rate_p_value") is not None:
+        lines.append(f"anomaly rates differ with p = {a['anomaly_rate_p_value']:.3g} (two-proportion test)")
+    if a.get("score_rank_correlation") is not None:
+        lines.append(f"score rank correlation (Spearman): {a['score_rank_correlation']:.4f}")
+    if a.get("dropped_rows"):
+        lines.append(f"{a['dropped_rows']} rows were dropped by the shadow's full queue")
+    return lines
+
+
+def policy(a: dict[str, Any]) -> list[str]:
+    stored = a.get("policy")
+    if stored is None:
+        return [f"{_text(a.get('model_name'))} has no rollout policy: rollout-report judges with the defaults and "
+                "nothing happens automatically."] + [f"  {k}: {_text(v)}" for k, v in (a.get("defaults") or {}).items()]
+    return [f"Rollout policy of {_text(a.get('model_name'))}:"] + [f"  {k}: {_text(v)}" for k, v in stored.items()]
+
+
 def aliased(a: dict[str, Any]) -> list[str]:
     name, alias = _text(a.get("model_name")), _text(a.get("alias"))
     if a.get("version") is None:
@@ -151,6 +188,10 @@ def validated(a: dict[str, Any]) -> list[str]:
 
 
 def deployed(a: dict[str, Any]) -> list[str]:
+    if a.get("mode") in ("shadow", "canary"):
+        share = f" on {a['traffic_percent']} % of calls" if a.get("traffic_percent") else " on every call"
+        return [f"{'Already running' if a.get('already_deployed') else 'Started'}: a {a['mode']} of "
+                f"{_text(a['deployed_version'])}{share}.", f"Validation: {_validation(a.get('validation'))}"]
     if a.get("already_deployed"):
         return [f"{_text(a['deployed_version'])} is already deployed; nothing changed."]
     verb = "Rolled back to" if a.get("rolled_back") else "Deployed"

@@ -44,7 +44,9 @@ from model_mcp.logs import get_logger
 log = get_logger(__name__)
 
 HistoryKind = Literal["deployments", "transfers", "all"]
-DEPLOYMENT_EVENTS = frozenset({"deploy", "rollback"})
+# Deploys, rollbacks and rollouts (a promotion makes its version the primary, as a deploy does).
+DEPLOYMENT_EVENTS = frozenset({"deploy", "rollback", "promote", "rollout_start", "abort_rollout"})
+PRIMARY_EVENTS = frozenset({"deploy", "rollback", "promote"})  # those that change what serves
 TRANSFER_EVENTS = frozenset({"transfer"})
 INDEXED_EVENTS = DEPLOYMENT_EVENTS | TRANSFER_EVENTS
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024

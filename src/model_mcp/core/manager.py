@@ -31,6 +31,7 @@ from model_mcp.core.usecases.base import Progress
 from model_mcp.core.usecases.importing import ImportCases
 from model_mcp.core.usecases.monitoring import MonitoringCases
 from model_mcp.core.usecases.registry_cases import RegistryCases, training_dir_warning
+from model_mcp.core.usecases.rollouts import RolloutCases
 from model_mcp.core.usecases.serving import ServingCases
 from model_mcp.core.usecases.training import TrainingCases
 from model_mcp.logs import get_logger
@@ -41,7 +42,7 @@ log = get_logger(__name__)
 __all__ = ["ModelManager", "Progress"]
 
 
-class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, TrainingCases):
+class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, MonitoringCases, TrainingCases):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.home)
@@ -85,6 +86,8 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, MonitoringCases, Tr
 
     def close(self) -> None:
         """Write what the recorder holds, send pending webhook alerts, stop the threads (server end; tests)."""
+        for name in list(self.runtime.rollouts()):
+            self.end_live_rollout(name)  # the shadow's last comparison is saved before the store closes
         if self.recorder is not None:
             self.recorder.close()
         if self.webhook is not None:

@@ -92,10 +92,15 @@ class BackgroundCheck:
         snapshot, _ = manager.read_registry_for_reading()
         for name, entry in snapshot.deployed_by_model().items():
             targets.setdefault(name, (entry.version, entry.deployed_at))
+        for name, rollout in manager.runtime.rollouts().items():  # shadows and canaries have alerts too
+            targets[f"{name}\0rollout"] = (rollout.version, rollout.started_at)
+        actions = manager.evaluate_rollouts() if hasattr(manager, "evaluate_rollouts") else []
         if not targets:
-            return {"version": None}
+            return {"version": None, "rollout_actions": actions}
         found = [self._check(version, deployment) for version, deployment in targets.values()]
-        return found[0] if len(found) == 1 else {"version": None, "models": found}
+        answer = found[0] if len(found) == 1 else {"version": None, "models": found}
+        answer["rollout_actions"] = actions
+        return answer
 
     def _check(self, version: str, deployment: str | None) -> dict[str, Any]:
         manager = self.manager

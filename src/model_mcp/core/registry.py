@@ -73,7 +73,7 @@ class Registry:
         self._cache: Snapshot | None = None
         self._cache_raw: bytes | None = None
         self._cache_trusted = False
-        self._deployed_memo: tuple[Snapshot, dict[str, str]] | None = None
+        self._deployed_memo: tuple[Snapshot, dict[str, str], dict[str, tuple[str, str | None]]] | None = None
 
     # --- reading -----------------------------------------------------------------------------
     def read(self) -> Snapshot:
@@ -87,11 +87,21 @@ class Registry:
     def deployed_versions(self) -> dict[str, str]:
         """{model name: deployed version}, cheaply (no copy, computed once per registry state): on the
         predict path. Raises like `read`."""
+        return self._memo()[1]
+
+    def rollout_keys(self) -> dict[str, tuple[str, str | None]]:
+        """{model name: (candidate version, started_at)} of the rollouts in progress; cheap like
+        `deployed_versions`."""
+        return self._memo()[2]
+
+    def _memo(self) -> tuple[Snapshot, dict[str, str], dict[str, tuple[str, str | None]]]:
         snapshot = self._current()
         if self._deployed_memo is None or self._deployed_memo[0] is not snapshot:
             versions = {name: e.version for name, e in snapshot.deployed_by_model().items()}
-            self._deployed_memo = (snapshot, versions)
-        return self._deployed_memo[1]
+            rollouts = {model_key(e): (e.version, (e.rollout or {}).get("started_at"))
+                        for e in snapshot.entries.values() if e.rollout}
+            self._deployed_memo = (snapshot, versions, rollouts)
+        return self._deployed_memo
 
     def _current(self) -> Snapshot:
         """The parsed registry, re-read only when the file may have changed.

@@ -40,7 +40,6 @@ from __future__ import annotations
 import bisect
 import inspect
 import itertools
-import logging
 import math
 import os
 import threading
@@ -63,8 +62,9 @@ from model_mcp.core.errors import (
 from model_mcp.core.footprint import estimate_memory_bytes
 from model_mcp.core.predict_answer import SCORE_DIGITS, predict_summary, round_significant
 from model_mcp.core.scoring import FAST_PATH, SKLEARN_PATH, FastScorer, SavedScorerModel, build_fast_scorer
+from model_mcp.logs import get_logger
 
-logger = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 __all__ = ["ResidentModel", "Runtime", "parse_rows", "utc_now_iso"]
 
@@ -741,6 +741,9 @@ class Runtime:
         self._history: OrderedDict[str, _Deployment] = OrderedDict()
         self._loading: dict[str, str] = {}  # model name -> version whose start load is in progress
         self._load_errors: dict[str, dict[str, str]] = {}  # model name -> {"version", "message"}
+        # model name -> its rollout (core/rollouts/live.py): a shadow or canary beside the primary.
+        # Copy on write like _serving.
+        self._rollouts: dict[str, Any] = {}
         self._requests: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._requests_rows = 0
         self._requests_lock = threading.Lock()
@@ -799,7 +802,7 @@ class Runtime:
 
     def load_failed(self, version: str, message: str, model_name: str = "") -> None:
         """End a load in progress as failed; `load_errors` and NoDeployedModelError say why."""
-        logger.error("deployed model failed to load", extra={"version": version, "reason": message})
+        log.error("deployed_load_failed", version=version, model_name=model_name, reason=message)
         with self._switch_lock:
             self._load_errors[model_name] = {"version": version, "message": message}
             self._loading.pop(model_name, None)
@@ -830,8 +833,41 @@ class Runtime:
         return serving.resident if serving is not None else None
 
     def serving_version(self, version: str) -> ResidentModel | None:
-        """The serving model whose version is `version`, if one serves."""
-        return next((d.resident for d in self._serving.values() if d.resident.version == version), None)
+        """The serving model whose version is `version` (a rollout's shadow or canary included), if one serves."""
+        found = next((d.resident for d in self._serving.values() if d.resident.version == version), None)
+        if found is None:
+            found = next((r.deployment.resident for r in self._rollouts.values() if r.version == version), None)
+        return found
+
+    def new_deployment(self, resident: ResidentModel) -> _Deployment:
+        """A fresh installation of `resident` with its own figures, kept readable like a deployment's."""
+        deployment = _Deployment(resident, self)
+        with self._switch_lock:
+            self._history.pop(resident.version, None)
+            self._history[resident.version] = deployment
+        return deployment
+
+    def attach_rollout(self, rollout: Any) -> Any | None:
+        """Set the rollout of its model (answers the one it replaced, which the caller stops)."""
+        with self._switch_lock:
+            previous = self._rollouts.get(rollout.model_name)
+            self._rollouts = {**self._rollouts, rollout.model_name: rollout}
+        return previous
+
+    def detach_rollout(self, model_name: str) -> Any | None:
+        """End the rollout of `model_name` here (the caller stops it); answers it, or None."""
+        with self._switch_lock:
+            previous = self._rollouts.get(model_name)
+            if previous is not None:
+                self._rollouts = {k: v for k, v in self._rollouts.items() if k != model_name}
+        return previous
+
+    def rollout_of(self, model_name: str) -> Any | None:
+        return self._rollouts.get(model_name)
+
+    def rollouts(self) -> dict[str, Any]:
+        """{model name: its rollout}; the runtime's own dict (replaced on change, never mutated): read only."""
+        return self._rollouts
 
     @property
     def current(self) -> ResidentModel | None:
@@ -859,8 +895,11 @@ class Runtime:
         return {name: dict(e) for name, e in self._load_errors.items()}
 
     def memory_in_use(self, *, except_model: str | None = None) -> int:
-        """Summed memory estimate of the serving models (one model name left out when asked)."""
-        return sum(d.resident.memory_bytes for name, d in self._serving.items() if name != except_model)
+        """Summed memory estimate of the resident models, rollouts' shadows and canaries included (one
+        model left out when asked: a deploy replaces its primary and ends its rollout)."""
+        primaries = sum(d.resident.memory_bytes for name, d in self._serving.items() if name != except_model)
+        return primaries + sum(r.deployment.resident.memory_bytes for name, r in self._rollouts.items()
+                               if name != except_model)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -873,6 +912,7 @@ class Runtime:
         wait_s: float = 60.0,
         exact_scores: bool = False,
         summary_only: bool = False,
+        routing_key: str | None = None,
     ) -> dict[str, Any]:
         """Score `rows` on the serving model of `model_name`; blocking, for a worker thread.
 
@@ -888,6 +928,10 @@ class Runtime:
         """
         deployment = self._serving_or_wait(model_name, version, wait_s)
         started = time.perf_counter()
+        rollout = self._rollouts.get(deployment.resident.model_name) if self._rollouts else None
+        if rollout is not None and rollout.mode == "canary" and (
+                version == rollout.version or (version is None and rollout.routes_to_candidate(routing_key))):
+            deployment = rollout.deployment  # this call is answered by the canary
         resident = deployment.resident
         if version is not None and version != resident.version:
             raise VersionMismatchError(
@@ -927,6 +971,8 @@ class Runtime:
             self.recorder.record(resident.version, resident.deployed_at, answer["request_id"], X, labels, scores,
                                  anomaly_count, seconds)
         self._remember(answer["request_id"], deployment, labels, scores, first_row)
+        if rollout is not None and rollout.mode == "shadow":
+            rollout.offer(X, labels, scores)  # scored again by the shadow, off this thread
         return answer
 
     def _serving_or_wait(self, model_name: str | None, version: str | None, wait_s: float) -> _Deployment:
@@ -1011,6 +1057,9 @@ class Runtime:
         for deployment in serving.values():
             if deployment.resident.version == version:
                 return deployment
+        for rollout in self._rollouts.values():
+            if rollout.version == version:
+                return rollout.deployment
         with self._switch_lock:
             found = self._history.get(version)
         if found is None:

@@ -262,7 +262,7 @@ class FileInfo(BaseModel):
 # Fields this server writes beside the contract's; an older registry may hold them in another
 # shape, which is kept under `legacy_<name>` rather than refusing the whole registry.
 _TYPED_EXTRAS = ("model_type", "origin", "validated_at", "files", "aliases", "semantic_version", "tags",
-                 "description", "feature_names")
+                 "description", "feature_names", "rollout")
 
 
 class RegistryEntry(BaseModel):
@@ -290,6 +290,9 @@ class RegistryEntry(BaseModel):
     tags: list[str] | None = None
     description: str | None = None
     feature_names: list[str] | None = None
+    # A rollout in progress with this version as the candidate: {"mode": "shadow" | "canary", "primary",
+    # "traffic_percent", "started_at"}; its model's deployed version is the primary.
+    rollout: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -398,6 +401,38 @@ class ListModelsResult(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="Set-up problems: training folder, placed folders.")
 
 
+class RolloutReport(BaseModel):
+    model_name: str
+    mode: Literal["shadow", "canary"]
+    primary_version: str
+    candidate_version: str
+    started_at: str
+    traffic_percent: int | None
+    rows: int = Field(description="Shadow: rows compared; canary: rows the canary answered.")
+    label_agreement: float | None = Field(description="Shadow: share of compared rows with the same label.")
+    anomaly_rate_primary: float | None
+    anomaly_rate_candidate: float | None
+    anomaly_rate_p_value: float | None = Field(description="Two-proportion z-test, two-sided.")
+    score_rank_correlation: float | None = Field(description="Shadow: Spearman's rho of the scores.")
+    latency_p50_ms: dict[str, float | None] = Field(description="primary, candidate.")
+    latency_p95_ms: dict[str, float | None]
+    error_rate: dict[str, float | None]
+    requests: dict[str, int]
+    dataset_drift: dict[str, bool | None] = Field(description="Each against the training profile; null: too few rows.")
+    dropped_rows: int = Field(description="Shadow rows the full queue could not take.")
+    verdict: Literal["promote", "hold", "reject"]
+    reasons: list[str]
+    rows_needed: int
+    policy: dict[str, Any] = Field(description="The thresholds used (the model's policy, else the defaults).")
+    policy_set: bool
+
+
+class PolicyResult(BaseModel):
+    model_name: str
+    policy: dict[str, Any] | None = Field(description="The stored policy; null: none (defaults judge, nothing automatic).")
+    defaults: dict[str, Any]
+
+
 class AliasResult(BaseModel):
     model_name: str
     alias: str
@@ -418,6 +453,8 @@ class GetModelResult(BaseModel):
 class DeployResult(BaseModel):
     deployed_version: str
     model_name: str | None = None
+    mode: Literal["primary", "shadow", "canary"] = "primary"
+    traffic_percent: int | None = None
     previous_version: str | None
     load_ms: float
     probe_ms: float | None = Field(description="A probe predict of 100 rows.")

@@ -39,6 +39,8 @@ from model_mcp.core.manager import ModelManager
 from model_mcp.core.refusals import count_refusal
 from model_mcp.core.schemas import (
     AliasResult,
+    PolicyResult,
+    RolloutReport,
     DeleteResult,
     DeployResult,
     DiscoverResult,
@@ -99,7 +101,28 @@ class ValidateRequest(_Body):
 
 
 class DeployRequest(_Body):
-    """No options yet; an empty object (or no body) deploys the version in the path."""
+    """An empty object (or no body) deploys the version in the path as its model's primary."""
+
+    mode: Literal["primary", "shadow", "canary"] = Field(
+        default="primary", description="shadow: scores every call beside the primary; canary: answers a share.")
+    traffic_percent: int | None = Field(default=None, ge=1, le=99, description="Canary: the share of calls.")
+
+
+class RolloutRequest(_Body):
+    model_name: str | None = Field(default=None, description="Needed when several models have a rollout.")
+
+
+class PolicyRequest(_Body):
+    model_name: str
+    min_compared_rows: int | None = None
+    min_agreement: float | None = None
+    max_anomaly_rate_diff: float | None = None
+    min_quality_score: float | None = None
+    max_error_rate: float | None = None
+    max_latency_p95_ms: float | None = None
+    auto_promote: bool = False
+    auto_abort: bool = False
+    shadow_on_import: bool = False
 
 
 class RollbackRequest(_Body):
@@ -118,6 +141,8 @@ _MODEL_NAME = "The model whose deployed version is meant; needed when several mo
 
 class PredictRequest(_Body):
     rows: Any = Field(description="A list of rows: lists of numbers in feature order, or objects keyed by name.")
+    routing_key: str | None = Field(default=None, max_length=256,
+                                    description="Canary: calls with the same key go to the same side.")
     model_name: str | None = Field(default=None, description=_MODEL_NAME)
     version: str | None = Field(default=None, description="Answer only if this version is deployed.")
     exact_scores: bool = Field(default=False, description="Scores with every digit (default: 6 significant digits).")
@@ -363,7 +388,40 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
     @router.post("/models/{version}/deploy", response_model=DeployResult, tags=["deployment"],
                  summary="Deploy a version (validated first; nothing changes when it fails)")
     async def deploy(version: str, body: DeployRequest | None = None) -> DeployResult:
-        return await _run(manager.deploy, version=version)
+        body = body or DeployRequest()
+        return await _run(manager.deploy, version=version, mode=body.mode, traffic_percent=body.traffic_percent)
+
+    @router.get("/rollout", response_model=RolloutReport, tags=["deployment"],
+                summary="Compare a model's shadow or canary with its primary; verdict promote, hold or reject")
+    async def rollout_report(
+        model_name: Annotated[str | None, Query(description="Needed when several models have a rollout.")] = None,
+    ) -> RolloutReport:
+        return await _run(manager.rollout_report, model_name=model_name)
+
+    @router.post("/rollout/promote", response_model=DeployResult, tags=["deployment"],
+                 summary="Make the shadow or canary the model's deployed version (validated again)")
+    async def promote(body: RolloutRequest | None = None) -> DeployResult:
+        return await _run(manager.promote, model_name=(body or RolloutRequest()).model_name)
+
+    @router.post("/rollout/abort", response_model=DeployResult, tags=["deployment"],
+                 summary="End the rollout; the primary serves alone")
+    async def abort_rollout(body: RolloutRequest | None = None) -> DeployResult:
+        return await _run(manager.abort_rollout, model_name=(body or RolloutRequest()).model_name)
+
+    @router.get("/rollout/policy", response_model=PolicyResult, tags=["deployment"],
+                summary="A model's rollout policy (null: none) and the defaults")
+    async def get_rollout_policy(model_name: Annotated[str, Query(description="The model.")]) -> PolicyResult:
+        return await _run(manager.get_rollout_policy, model_name=model_name)
+
+    @router.put("/rollout/policy", response_model=PolicyResult, tags=["deployment"],
+                summary="Set a model's rollout policy (audited; automatic actions are opt-in)")
+    async def set_rollout_policy(body: PolicyRequest) -> PolicyResult:
+        return await _run(manager.set_rollout_policy, **body.model_dump())
+
+    @router.delete("/rollout/policy", response_model=PolicyResult, tags=["deployment"],
+                   summary="Remove a model's rollout policy")
+    async def delete_rollout_policy(model_name: Annotated[str, Query(description="The model.")]) -> PolicyResult:
+        return await _run(manager.set_rollout_policy, model_name=model_name, clear=True)
 
     @router.post("/rollback", response_model=DeployResult, tags=["deployment"],
                  summary="Roll back to the previous deployment, or to `to_version`")
@@ -404,10 +462,12 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
         summary_only: Annotated[bool | None, Query(description="With text/csv: a summary, no per-row lists.")]
         = None,
         model_name: Annotated[str | None, Query(description="With text/csv: " + _MODEL_NAME)] = None,
+        routing_key: Annotated[str | None, Query(max_length=256, description="With text/csv: a canary's routing key.")]
+        = None,
     ) -> PredictAnswer:
         kind = media_type(request)
         options = {"version": version, "model_name": model_name, "exact_scores": exact_scores,
-                   "summary_only": summary_only}
+                   "summary_only": summary_only, "routing_key": routing_key}
         if kind == "text/csv":
             rows: Any = _rows_from_csv(await _read_capped(request, max_json_bytes))
             body = PredictRequest(rows=rows, **{k: v for k, v in options.items() if v is not None})
@@ -421,7 +481,8 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
                 "unsupported_media_type",
                 f"POST /predict takes application/json or text/csv, not {kind or 'a body without a Content-Type'}.")
         return await _run(manager.predict, rows=body.rows, version=body.version,  # type: ignore[return-value]
-                          model_name=body.model_name, exact_scores=body.exact_scores, summary_only=body.summary_only)
+                          model_name=body.model_name, exact_scores=body.exact_scores, summary_only=body.summary_only,
+                          routing_key=body.routing_key)
 
     @router.get("/performance", response_model=PerformanceReport, tags=["monitoring"],
                 summary="Serving figures of a version since its deploy")

@@ -634,6 +634,23 @@
               '; load ' + fmtNum(r.load_ms, 0) + ' ms, probe ' + fmtNum(r.probe_ms, 0) + ' ms.';
           }, reloadSoon);
         } }));
+        if (!deployed && current && !entry.rollout && entry.status !== 'failed' && entry.status !== 'archived') {
+          var share = el('input', { type: 'number', min: '1', max: '99', value: '10', inputmode: 'numeric', class: 'narrow' });
+          buttons.appendChild(el('button', { type: 'button', text: 'Start shadow', onclick: function () {
+            act(result, ['Start a shadow of ' + version + '?', version + ' scores every call of ' + text(entry.model_name) + ' beside ' + current + ', off the request path; it answers none.', [
+              'It is validated first; if that fails, nothing changes.', 'Compare them in Rollouts; promote or abort there.'], 'Start shadow'],
+              function () { return call('deploy', { version: version, mode: 'shadow' }); },
+              function () { return 'A shadow of ' + version + ' runs beside ' + current + '.'; }, reloadSoon);
+          } }));
+          buttons.appendChild(field('Canary %', share));
+          buttons.appendChild(el('button', { type: 'button', text: 'Start canary', onclick: function () {
+            var pct = Number(share.value);
+            act(result, ['Start a canary of ' + version + '?', version + ' answers ' + pct + ' % of the calls of ' + text(entry.model_name) + '; ' + current + ' the rest.', [
+              'It is validated first; if that fails, nothing changes.', 'Compare them in Rollouts; promote or abort there.'], 'Start canary'],
+              function () { return call('deploy', { version: version, mode: 'canary', traffic_percent: pct }); },
+              function () { return 'A canary of ' + version + ' answers ' + pct + ' % of the calls.'; }, reloadSoon);
+          } }));
+        }
         if (!deployed) {
           buttons.appendChild(el('button', { type: 'button', text: 'Roll back to this version', onclick: function () {
             act(result, ['Roll back to ' + version + '?', version + ' is validated, then serves predict.', [
@@ -1091,6 +1108,79 @@
     return load();
   }
 
+  // ------------------------------------------------------------------ view: rollouts
+  /* Each model's shadow or canary against its primary: the server's rollout_report, verdict first,
+   * with promote and abort behind confirmations. Rollouts start from a version's page. */
+  function renderRollouts(body, heading) {
+    heading.textContent = 'Rollouts';
+    var result = el('div', { class: 'action-result', 'aria-live': 'polite' });
+    var out = el('div');
+    body.appendChild(el('div', { class: 'controls' }, el('button', { type: 'button', text: 'Refresh', onclick: load })));
+    body.appendChild(result);
+    body.appendChild(out);
+    function sideRow(label, primary, candidate) {
+      return el('tr', null, el('th', { scope: 'row', text: label }), el('td', { class: 'num', text: primary }),
+        el('td', { class: 'num', text: candidate }));
+    }
+    function ms(v) { return v === null || v === undefined ? '—' : fmtNum(v) + ' ms'; }
+    function card(r) {
+      var box = el('section', { class: 'rollout', 'data-model': r.model_name });
+      box.appendChild(el('h3', null, text(r.model_name) + ': ', el('span', { text: r.mode + ' of ' + r.candidate_version }),
+        ' beside ', el('span', { text: r.primary_version })));
+      box.appendChild(el('p', null, badge(r.verdict, r.verdict === 'promote' ? 'ok' : r.verdict === 'reject' ? 'critical' : 'warning'),
+        ' ', el('span', { class: 'muted', text: 'since ' + fmtDate(r.started_at) + (r.traffic_percent ? ' · ' + r.traffic_percent + ' % of calls' : ' · every call') +
+          ' · ' + (r.policy_set ? 'the model\'s policy' : 'default thresholds (no policy)') })));
+      box.appendChild(el('ul', { class: 'reasons' }, (r.reasons || []).map(function (x) { return el('li', { text: x }); })));
+      var rows = [
+        sideRow('Requests', fmtNum(r.requests.primary, 0), fmtNum(r.requests.candidate, 0)),
+        sideRow('Anomaly rate', fmtPct(r.anomaly_rate_primary), fmtPct(r.anomaly_rate_candidate)),
+        sideRow('Latency p50', ms(r.latency_p50_ms.primary), ms(r.latency_p50_ms.candidate)),
+        sideRow('Latency p95', ms(r.latency_p95_ms.primary), ms(r.latency_p95_ms.candidate)),
+        sideRow('Error rate', fmtPct(r.error_rate.primary), fmtPct(r.error_rate.candidate)),
+        sideRow('Dataset drift', text(r.dataset_drift.primary), text(r.dataset_drift.candidate))
+      ];
+      box.appendChild(table('Primary and candidate since the rollout started', ['', 'Primary ' + r.primary_version, 'Candidate ' + r.candidate_version], rows));
+      box.appendChild(dl([
+        [r.mode === 'shadow' ? 'Rows compared' : 'Rows answered by the canary', fmtNum(r.rows, 0) + (r.rows_needed ? ' (' + fmtNum(r.rows_needed, 0) + ' more needed)' : '')],
+        ['Label agreement', fmtPct(r.label_agreement)],
+        ['Anomaly rates differ (p)', r.anomaly_rate_p_value === null ? '—' : fmtNum(r.anomaly_rate_p_value, 4)],
+        ['Score rank correlation', r.score_rank_correlation === null ? '—' : fmtNum(r.score_rank_correlation, 4)],
+        ['Rows dropped by the shadow', fmtNum(r.dropped_rows, 0)]]));
+      if (canChange()) {
+        var name = r.model_name;
+        box.appendChild(el('div', { class: 'actions', role: 'group', 'aria-label': 'Rollout of ' + name },
+          el('button', { type: 'button', class: 'primary', text: 'Promote ' + r.candidate_version, onclick: function () {
+            act(result, ['Promote ' + r.candidate_version + '?', r.candidate_version + ' becomes the deployed version of ' + name + '.', [
+              'It is validated again first; if that fails, nothing changes.', r.primary_version + ' becomes available.',
+              'The verdict now: ' + r.verdict + '.'], 'Promote'],
+              function () { return call('promote', { model_name: name }); },
+              function (a) { return 'Now serving ' + a.deployed_version + ' (before: ' + a.previous_version + ').'; }, load);
+          } }),
+          el('button', { type: 'button', class: 'danger', text: 'Abort', onclick: function () {
+            act(result, ['Abort the ' + r.mode + '?', r.primary_version + ' serves ' + name + ' alone.', [
+              r.candidate_version + ' stays registered (available).', 'The abort is recorded in the history.'], 'Abort', true],
+              function () { return call('abort_rollout', { model_name: name }); },
+              function () { return 'The ' + r.mode + ' of ' + r.candidate_version + ' ended; ' + r.primary_version + ' serves alone.'; }, load);
+          } })));
+      }
+      return box;
+    }
+    function load() {
+      clear(out).appendChild(el('p', { class: 'muted', text: 'Loading…' }));
+      return call('list_models', { limit: 10000 }).then(function (listing) {
+        var running = (listing.models || []).filter(function (m) { return m.rollout; });
+        if (!running.length) {
+          clear(out).appendChild(el('p', { class: 'muted', text: 'No rollout is in progress. Start a shadow or a canary from a version\'s page (Models, then a version).' }));
+          return;
+        }
+        return Promise.all(running.map(function (m) {
+          return call('rollout_report', { model_name: m.model_name }).then(card, function (err) { return errorNotice(err); });
+        })).then(function (cards) { clear(out); cards.forEach(function (c) { out.appendChild(c); }); });
+      }, function (err) { clear(out).appendChild(errorNotice(err)); });
+    }
+    return load();
+  }
+
   // ------------------------------------------------------------------ view: training service
   function renderTraining(body, heading) {
     heading.textContent = 'Training service';
@@ -1195,7 +1285,8 @@
     });
   }
 
-  var VIEWS = { models: renderModels, version: renderVersion, serving: renderServing, drift: renderDrift, alerts: renderAlerts,
+  var VIEWS = { models: renderModels, version: renderVersion, serving: renderServing, rollouts: renderRollouts,
+                drift: renderDrift, alerts: renderAlerts,
                 history: renderHistory, training: renderTraining, 'import': renderImport };
 
   // ------------------------------------------------------------------ start

@@ -202,6 +202,14 @@ class MonitoringStore(ABC):
         """The latest drift report summaries of a version, newest first."""
 
     @abstractmethod
+    def put_state(self, key: str, value: dict[str, Any], *, now: str) -> None:
+        """Keep a small JSON state under `key`, replacing what was there (rollout comparisons)."""
+
+    @abstractmethod
+    def states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every state whose key starts with `prefix`, by key."""
+
+    @abstractmethod
     def raise_alerts(self, alerts: list[Alert], *, version: str | None, kinds: tuple[str, ...],
                      now: str) -> list[AlertRecord]:
         """Record one evaluation: `alerts` are raised (new, or seen again), every other active alert of

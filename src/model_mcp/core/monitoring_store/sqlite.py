@@ -86,6 +86,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX alerts_last_seen ON alerts (last_seen)",
         "CREATE INDEX alerts_key ON alerts (key, active)",
     ],
+    2: [
+        """CREATE TABLE states (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID""",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -446,6 +449,22 @@ class SQLiteMonitoringStore(MonitoringStore):
             "SELECT summary FROM drift_reports WHERE version = ? ORDER BY id DESC LIMIT ?",
             (version, limit)).fetchall())
         return [json.loads(text) for (text,) in found]
+
+    def put_state(self, key: str, value: dict[str, Any], *, now: str) -> None:
+        text = json.dumps(value, default=str)
+
+        def save(connection: sqlite3.Connection) -> None:
+            with self._transaction(connection):
+                connection.execute("INSERT INTO states (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) "
+                                   "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                                   (key, text, now))
+
+        self._run("write", save)
+
+    def states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        found = self._run("read", lambda c: c.execute(
+            "SELECT key, value FROM states WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)).fetchall())
+        return {key: json.loads(text) for key, text in found}
 
     def raise_alerts(self, alerts: list[Alert], *, version: str | None, kinds: tuple[str, ...],
                      now: str) -> list[AlertRecord]:

@@ -322,6 +322,17 @@ class PostgresMonitoringStore(MonitoringStore):
             (version, limit)).fetchall())
         return [json.loads(text) for (text,) in found]
 
+    def put_state(self, key: str, value: dict[str, Any], *, now: str) -> None:
+        text = json.dumps(value, default=str)
+        self._run("write", lambda c: c.execute(
+            "INSERT INTO monitoring_states (key, value, updated_at) VALUES (%s, %s, %s) ON CONFLICT (key) "
+            "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at", (key, text, now)))
+
+    def states(self, prefix: str) -> dict[str, dict[str, Any]]:
+        found = self._run("read", lambda c: c.execute(
+            "SELECT key, value FROM monitoring_states WHERE left(key, %s) = %s", (len(prefix), prefix)).fetchall())
+        return {key: json.loads(text) for key, text in found}
+
     def raise_alerts(self, alerts: list[Alert], *, version: str | None, kinds: tuple[str, ...],
                      now: str) -> list[AlertRecord]:
         def raise_(connection: psycopg.Connection[Any]) -> list[int]:

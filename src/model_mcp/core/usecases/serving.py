@@ -17,6 +17,7 @@ from model_mcp.core.errors import (
     ValidationFailedError,
 )
 from model_mcp.core.alerts import load_failed_alert, operational_alerts
+from model_mcp.core.history import PRIMARY_EVENTS
 from model_mcp.core.registry import Snapshot, model_key
 from model_mcp.core.runtime import ResidentModel
 from model_mcp.core.schemas import (
@@ -81,6 +82,9 @@ class ServingCases(UseCaseBase):
                 self._full_load_release.wait(self.full_load_defer_s)
             for entry, stand_in in zip(deployed, stand_ins, strict=True):
                 self._load_full_model(entry, stand_in=stand_in)
+            if any(e.rollout for e in snapshot.entries.values()):
+                with self._follow_lock:
+                    self.follow_rollouts(snapshot)  # type: ignore[attr-defined]
 
         thread = threading.Thread(target=load_all, name="load-deployed", daemon=True)
         thread.start()
@@ -194,8 +198,13 @@ class ServingCases(UseCaseBase):
             return  # a load or a switch in this process is under way; it installs the right model
         try:
             deployed = self.registry.deployed_versions()
+            rollouts = self.registry.rollout_keys()
         except ModelMcpError:
             return  # damaged registry: keep serving what is resident
+        live = self.runtime.rollouts()
+        if (rollouts or live) and {name: (r.version, r.started_at) for name, r in live.items()} != rollouts:
+            with self._follow_lock:
+                self.follow_rollouts(self.registry.read())  # type: ignore[attr-defined]
         residents = self.runtime.residents()
         stale = [name for name, version in deployed.items()
                  if residents.get(name) is None or residents[name].version != version]
@@ -217,9 +226,20 @@ class ServingCases(UseCaseBase):
                 self._load_into_runtime(entry)
 
     # --- deploy and rollback -------------------------------------------------------------------
-    def deploy(self, *, version: str, progress: Progress | None = None) -> DeployResult:
+    def deploy(self, *, version: str, mode: str = "primary", traffic_percent: int | None = None,
+               progress: Progress | None = None) -> DeployResult:
+        """mode `primary` (the default) makes `version` its model's deployed version; `shadow` and
+        `canary` start a rollout beside it (core/usecases/rollouts.py)."""
         self._require_writable("deploy")
-        with self._audit_failure("deploy", version=version if isinstance(version, str) else None, mode="explicit"):
+        if mode not in ("primary", "shadow", "canary"):
+            raise InvalidInputError(f"`mode` must be primary, shadow or canary, not {str(mode)[:40]!r}.")
+        event = "deploy" if mode == "primary" else "rollout_start"
+        with self._audit_failure(event, version=version if isinstance(version, str) else None, mode=mode):
+            if mode != "primary":
+                return self.start_rollout(version=version, mode=mode, traffic_percent=traffic_percent,  # type: ignore[attr-defined]
+                                          progress=progress)
+            if traffic_percent not in (None, 0, 100):
+                raise InvalidInputError("`traffic_percent` is for mode canary.")
             return self._switch_to(version, event="deploy", mode="explicit", progress=progress or _no_progress)
 
     def rollback(self, *, to_version: str | None = None, model_name: str | None = None,
@@ -232,6 +252,15 @@ class ServingCases(UseCaseBase):
     def _rollback(self, *, to_version: str | None, model_name: str | None, progress: Progress | None) -> DeployResult:
         snapshot = self.read_registry()
         if to_version is None:
+            from model_mcp.core.usecases.rollouts import candidate_of
+
+            name = model_name
+            if name is None:
+                deployed = snapshot.deployed_by_model()
+                name = next(iter(deployed)) if len(deployed) == 1 else None
+            if name is not None and candidate_of(snapshot, name) is not None:
+                # A rollout in progress: rolling back ends it; the primary serves alone.
+                return self.abort_rollout(model_name=name, how="rollback")  # type: ignore[attr-defined]
             current = snapshot.get(self._rolling_back_from(snapshot, model_name))
             assert current is not None
             target = self._rollback_target(snapshot, current)
@@ -275,7 +304,7 @@ class ServingCases(UseCaseBase):
         """
         stack: list[str] = []
         for event in reversed(self.history.events(kind="deployments", limit=None)):
-            if event.get("outcome") != "ok":
+            if event.get("outcome") != "ok" or event.get("event") not in PRIMARY_EVENTS:
                 continue
             version = event.get("version")
             if model_name is not None and _event_model(event, snapshot) != model_name:
@@ -303,7 +332,8 @@ class ServingCases(UseCaseBase):
             "name one with to_version."
         )
 
-    def _switch_to(self, version: str, *, event: str, mode: str, progress: Progress) -> DeployResult:
+    def _switch_to(self, version: str, *, event: str, mode: str, progress: Progress,
+                   extra_detail: str = "") -> DeployResult:
         with self._switch_lock:
             snapshot = self.read_registry()
             entry = self._entry_or_not_found(snapshot, version)
@@ -357,11 +387,22 @@ class ServingCases(UseCaseBase):
                 target.status = "deployed"
                 target.deployed_at = now
                 target.quality_score = report.quality_score
+                for other in snap.entries.values():  # a new primary ends the model's rollout
+                    if model_key(other) == name and other.rollout:
+                        ended.append((other.version, other.rollout.get("mode")))
+                        other.rollout = None
                 return before.version if before is not None and before.version != version else None
 
+            ended: list[tuple[str, Any]] = []
             previous_version = self.registry.update(switch)
             # The registry is written: from here the new model serves. One reference swap.
             self.runtime.install(new_resident)
+            self.end_live_rollout(name)  # type: ignore[attr-defined]
+            for candidate, rollout_mode in ended:
+                if candidate != version:  # a promotion ends its own rollout by serving
+                    self.history.record("abort_rollout", version=candidate, outcome="ok", how="deploy",
+                                        model_name=entry.model_name, mode=rollout_mode,
+                                        detail=f"{rollout_mode} of {candidate} ended by the {event} of {version}")
             self._save_scorer(new_resident, entry)
             try:
                 self.save_report(report)
@@ -371,7 +412,8 @@ class ServingCases(UseCaseBase):
                 event, version=version, outcome="ok", mode=mode, previous=previous_version,
                 **({"model_name": entry.model_name} if entry.model_name else {}),
                 detail=f"{event} {version} (from {previous_version or 'nothing'}); "
-                       f"load {outcome.load_ms or 0:.1f} ms, probe {outcome.probe_ms or 0:.1f} ms",
+                       f"load {outcome.load_ms or 0:.1f} ms, probe {outcome.probe_ms or 0:.1f} ms"
+                       + (f". {extra_detail}" if extra_detail else ""),
             )
             progress(1, 1, "deployed")
             return DeployResult(
@@ -398,7 +440,8 @@ class ServingCases(UseCaseBase):
 
     # --- predict -------------------------------------------------------------------------------
     def predict(self, *, rows: Any, version: str | None = None, model_name: str | None = None,
-                exact_scores: bool = False, summary_only: bool = False) -> dict[str, Any]:
+                exact_scores: bool = False, summary_only: bool = False,
+                routing_key: str | None = None) -> dict[str, Any]:
         self._follow_registry()
         if version is not None and "@" in version:  # name@alias: the version it names must be serving
             snapshot, _ = self.read_registry_for_reading()
@@ -409,8 +452,10 @@ class ServingCases(UseCaseBase):
                 serving = sorted(self.runtime.residents())
                 raise NotFoundError(f"No model named {model_name!r} is registered"
                                     + (f"; deployed models: {', '.join(serving)}." if serving else "."))
+        if routing_key is not None and (not isinstance(routing_key, str) or len(routing_key) > 256):
+            raise InvalidInputError("`routing_key` must be a string of at most 256 characters.")
         return self.runtime.predict(rows, version=version, model_name=model_name, exact_scores=exact_scores,
-                                    summary_only=summary_only)
+                                    summary_only=summary_only, routing_key=routing_key)
 
     def readiness(self) -> Readiness:
         """Whether this process serves what is deployed (for /readyz and load balancers).

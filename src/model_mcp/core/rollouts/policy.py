@@ -1,0 +1,61 @@
+"""Rollout policies: what an operator wrote down, per model, for judging and (opt-in) acting.
+
+Stored in `rollout-policies.json` in the home ({model name: policy}), written atomically under the
+store's lock and audited. No policy: rollout_report judges with the defaults below, and nothing is
+ever done automatically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model_mcp.core.errors import InvalidInputError, StorageError
+
+FILE_NAME = "rollout-policies.json"
+
+
+class RolloutPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_compared_rows: int = Field(default=1000, ge=1, le=100_000_000,
+                                   description="Rows compared (shadow) or answered by the canary before a verdict.")
+    min_agreement: float = Field(default=0.95, ge=0, le=1, description="Shadow: share of rows with the same label.")
+    max_anomaly_rate_diff: float = Field(default=0.05, ge=0, le=1,
+                                         description="Largest |candidate - primary| anomaly rate, when significant.")
+    min_quality_score: float | None = Field(default=None, ge=0, le=100, description="The candidate's validation score.")
+    max_error_rate: float = Field(default=0.05, ge=0, le=1, description="The candidate's error rate.")
+    max_latency_p95_ms: float | None = Field(default=None, gt=0, description="The candidate's latency p95.")
+    auto_promote: bool = Field(default=False, description="Promote when the verdict is `promote`.")
+    auto_abort: bool = Field(default=False, description="Abort when the verdict is `reject` (errors, latency...).")
+    shadow_on_import: bool = Field(default=False,
+                                   description="The training-folder watch starts a shadow of each new version.")
+
+
+DEFAULT_POLICY = RolloutPolicy()
+
+
+def read_policies(home: Path) -> dict[str, RolloutPolicy]:
+    try:
+        raw = (home / FILE_NAME).read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StorageError(f"{FILE_NAME} cannot be read ({exc.strerror}).") from None
+    try:
+        data = json.loads(raw)
+        return {name: RolloutPolicy.model_validate(value) for name, value in data.items()}
+    except (ValueError, AttributeError, ValidationError):
+        raise StorageError(f"{FILE_NAME} is damaged; fix or remove it (policies are set again with "
+                           "set_rollout_policy).") from None
+
+
+def policy_from_arguments(values: dict[str, Any]) -> RolloutPolicy:
+    try:
+        return RolloutPolicy.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"`{'.'.join(map(str, e['loc']))}`: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(f"The rollout policy is not valid: {problems}.") from None
