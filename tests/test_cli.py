@@ -305,9 +305,9 @@ def test_each_help_shows_only_its_own_flags(capsys):
         "rollout-report": {"--model-name"},
         "promote": {"--model-name"},
         "abort-rollout": {"--model-name"},
-        "rollout-policy": {"--set", "--clear", "--min-compared-rows", "--min-agreement", "--max-anomaly-rate-diff",
-                           "--min-quality-score", "--max-error-rate", "--max-latency-p95-ms", "--auto-promote",
-                           "--auto-abort", "--shadow-on-import"},
+        "set-rollout-policy": {"--clear", "--min-compared-rows", "--min-agreement", "--max-anomaly-rate-diff",
+                               "--min-quality-score", "--max-error-rate", "--max-latency-p95-ms", "--auto-promote",
+                               "--auto-abort", "--shadow-on-import"},
     }
     from model_mcp.commands import _accepts
 
@@ -453,7 +453,7 @@ def test_rollout_commands_exit_with_the_verdict_for_ci(tmp_path, capsys, two_pac
     assert code == 0 and "Started: a canary of c on 20 % of calls." in out
     code, out, _ = cli(capsys, "rollout-report", "--home", str(home))
     assert code == 10 and "verdict: HOLD" in out  # no rows yet
-    code, out, _ = cli(capsys, "rollout-policy", "network-anomaly", "--set", "--max-error-rate", "0.2",
+    code, out, _ = cli(capsys, "set-rollout-policy", "network-anomaly", "--max-error-rate", "0.2",
                        "--home", str(home))
     assert code == 0 and "max_error_rate: 0.2" in out
     # Traffic from a server process: calls naming the canary's version are answered by it, and fail.
@@ -471,6 +471,6 @@ def test_rollout_commands_exit_with_the_verdict_for_ci(tmp_path, capsys, two_pac
     assert code == 0
     code, _, err = cli(capsys, "rollout-report", "--home", str(home))
     assert code == 1 and "[invalid_state]" in err
-    assert cli(capsys, "rollout-policy", "network-anomaly", "--clear", "--home", str(home))[0] == 0
+    assert cli(capsys, "set-rollout-policy", "network-anomaly", "--clear", "--home", str(home))[0] == 0
     code, out, _ = cli(capsys, "rollout-policy", "network-anomaly", "--home", str(home))
     assert code == 0 and "has no rollout policy" in out

@@ -280,7 +280,7 @@ async def test_health_readiness_and_the_openapi_document(api, packages):
     assert {"exact_scores", "summary_only"} <= set(schemas["PredictRequest"]["properties"])
     assert {"score_digits", "summary"} <= set(schemas["PredictAnswer"]["properties"])
     csv_options = {p["name"] for p in document["paths"]["/predict"]["post"]["parameters"]}
-    assert csv_options == {"version", "model_name", "exact_scores", "summary_only"}
+    assert csv_options == {"version", "model_name", "exact_scores", "summary_only", "routing_key"}
 
 
 async def test_readyz_is_503_while_the_deployed_model_failed_to_load(make_settings, packages, home):

@@ -19,12 +19,12 @@ async def test_every_input_schema_forbids_unknown_arguments(client):
         assert tool.input_schema.get("additionalProperties") is False, tool.name
 
 
-async def test_deploy_with_an_unknown_mode_is_refused_and_deploys_nothing(client, packages, home):
+async def test_deploy_with_an_unknown_argument_is_refused_and_deploys_nothing(client, packages, home):
     await call(client, "import_zip", path=str(packages(version="v1")))
     before = store_state(home)
-    code, sentence = await call_error(client, "deploy", version="v1", mode="canary")
+    code, sentence = await call_error(client, "deploy", version="v1", strategy="canary")
     assert code == "invalid_input"
-    assert "`mode`" in sentence and "version" in sentence  # names the stranger and what the tool takes
+    assert "`strategy`" in sentence and "version" in sentence  # names the stranger and what the tool takes
     assert store_state(home) == before
     assert (await call(client, "list_models"))["deployed_version"] is None
 

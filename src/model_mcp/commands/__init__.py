@@ -123,8 +123,11 @@ def _rollout_model_args(p: argparse.ArgumentParser) -> None:
 
 def _policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_name", metavar="MODEL", help="the model")
-    p.add_argument("--set", action="store_true", help="store the policy given by the flags below (else: show it)")
-    p.add_argument("--clear", action="store_true", help="remove the model's policy")
+
+
+def _set_policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_name", metavar="MODEL", help="the model")
+    p.add_argument("--clear", action="store_true", help="remove the model's policy instead")
     p.add_argument("--min-compared-rows", type=_positive, metavar="N")
     p.add_argument("--min-agreement", type=float, metavar="SHARE")
     p.add_argument("--max-anomaly-rate-diff", type=float, metavar="SHARE")
@@ -140,12 +143,10 @@ _POLICY_FIELDS = ("min_compared_rows", "min_agreement", "max_anomaly_rate_diff",
                   "max_latency_p95_ms", "auto_promote", "auto_abort", "shadow_on_import")
 
 
-def _policy(manager: Any, args: argparse.Namespace) -> Any:
+def _set_policy(manager: Any, args: argparse.Namespace) -> Any:
     if args.clear:
         return manager.set_rollout_policy(model_name=args.model_name, clear=True)
-    if args.set:
-        return manager.set_rollout_policy(model_name=args.model_name, **{f: getattr(args, f) for f in _POLICY_FIELDS})
-    return manager.get_rollout_policy(model_name=args.model_name)
+    return manager.set_rollout_policy(model_name=args.model_name, **{f: getattr(args, f) for f in _POLICY_FIELDS})
 
 
 def _verdict_status(answer: Any) -> int:
@@ -319,8 +320,11 @@ COMMANDS: list[Command] = [
             lambda m, a: m.promote(model_name=a.model_name), render.deployed, _rollout_model_args, validates=True),
     Command("abort-rollout", "abort_rollout", "end a model's rollout; its deployed version serves alone",
             lambda m, a: m.abort_rollout(model_name=a.model_name), render.deployed, _rollout_model_args),
-    Command("rollout-policy", "get_rollout_policy", "show, set (--set) or remove (--clear) a model's rollout policy",
-            _policy, render.policy, _policy_args),
+    Command("rollout-policy", "get_rollout_policy", "show a model's rollout policy (or that it has none)",
+            lambda m, a: m.get_rollout_policy(model_name=a.model_name), render.policy, _policy_args),
+    Command("set-rollout-policy", "set_rollout_policy",
+            "store a model's rollout policy (unset thresholds take the defaults), or remove it with --clear",
+            _set_policy, render.policy, _set_policy_args),
     Command("set-alias", "set_alias", "point a model's alias (champion, candidate...) at one of its versions",
             lambda m, a: m.set_alias(model_name=a.model_name, alias=a.alias, version=a.version), render.aliased,
             _alias_args),
