@@ -27,13 +27,29 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+# Test files whose every test runs twice in one pytest run: on the home's own stores and on the test's
+# PostgreSQL database (tests/postgres.py), so both backends answer the same tests. MODEL_MCP_TEST_STORE=
+# postgresql puts every other test on PostgreSQL too.
+BOTH_STORES = {"test_feedback_per_deployment.py", "test_manager.py", "test_monitoring.py",
+               "test_monitoring_store_tools.py"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.path.name in BOTH_STORES and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", ["file", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def make_settings(home: Path, request: pytest.FixtureRequest) -> Callable[..., Settings]:
-    """Settings on the test's home. With MODEL_MCP_TEST_STORE=postgresql the monitoring store is the
-    test's PostgreSQL database instead of monitoring.db (tests/postgres.py), so the same tests check
-    both backends."""
+def store_backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", None) or os.environ.get("MODEL_MCP_TEST_STORE", "file")
+
+
+@pytest.fixture
+def make_settings(home: Path, request: pytest.FixtureRequest, store_backend: str) -> Callable[..., Settings]:
+    """Settings on the test's home; with the `postgresql` store backend the monitoring store is the
+    test's PostgreSQL database instead of monitoring.db."""
     def make(**overrides: Any) -> Settings:
-        if os.environ.get("MODEL_MCP_TEST_STORE") == "postgresql" and "database_url" not in overrides:
+        if store_backend == "postgresql" and "database_url" not in overrides:
             overrides["database_url"] = request.getfixturevalue("pg_url")
         return Settings(home=overrides.pop("home", home), **overrides)
 
