@@ -3,10 +3,10 @@
     MODEL_MCP_TEST_POSTGRES_URL=postgresql://root@127.0.0.1:5432/root python benchmarks/bench_registry.py
 
 At 10 and at 10,000 registered versions, for both backends: read() (a full private copy), update()
-adding one version, and deployed_version() (the predict path: the file registry's stat-keyed cache,
+adding one version, and deployed_versions() (the predict path: the file registry's stat-keyed cache,
 the PostgreSQL registry's copy kept current by LISTEN/NOTIFY; the PostgreSQL figure also says how
 many database queries the calls made), and its first call after another replica's change. Then deploy propagation between two PostgreSQL registry
-objects (two replicas): from the writer's commit returning to the reader's deployed_version()
+objects (two replicas): from the writer's commit returning to the reader's deployed_versions()
 answering the new version, p50 and p95 over 40 deploys. A scratch database is created and dropped.
 """
 
@@ -97,18 +97,18 @@ def main() -> int:
                     other = Registry(Store(Path(folder) / "home")) if label == "registry.json" else PostgresRegistry(url)
                     first_after = []
                     for _ in range(5):
-                        registry.deployed_version()
+                        registry.deployed_versions()
                         time.sleep(0.2)
                         other.update(add_one)
                         time.sleep(0.2)  # the NOTIFY arrives
-                        first_after += _times_ms(registry.deployed_version, 1)
+                        first_after += _times_ms(registry.deployed_versions, 1)
                     if isinstance(other, PostgresRegistry):
                         other.close()
                     before = getattr(registry, "queries", 0)
                     calls = 10_000
                     started = time.perf_counter()
                     for _ in range(calls):
-                        registry.deployed_version()
+                        registry.deployed_versions()
                     per_call_us = (time.perf_counter() - started) / calls * 1e6
                     made = (getattr(registry, "queries", 0) - before) if queries is not None else None
                     rows.append((n, label, _p50(read), _p50(update), per_call_us, made, _p50(first_after)))
@@ -120,7 +120,7 @@ def main() -> int:
         writer.update(lambda s: [s.entries.__setitem__(v, RegistryEntry(version=v, path="models/" + v,
                                                                         model_name="net", status="available"))
                                  for v in ("a", "b")])
-        reader.deployed_version()
+        reader.deployed_versions()
         time.sleep(0.5)
         delays = []
         for i in range(40):
@@ -132,7 +132,7 @@ def main() -> int:
 
             writer.update(deploy)
             committed = time.perf_counter()
-            while reader.deployed_version() != target:
+            while reader.deployed_versions().get("net") != target:
                 time.sleep(0.0005)
             delays.append((time.perf_counter() - committed) * 1000)
         writer.close()
@@ -141,8 +141,8 @@ def main() -> int:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    print("| versions | backend | read() p50 | update() p50 | deployed_version() per call | queries in 10,000 calls "
-          "| first deployed_version() after another replica's change, p50 |")
+    print("| versions | backend | read() p50 | update() p50 | deployed_versions() per call | queries in 10,000 calls "
+          "| first deployed_versions() after another replica's change, p50 |")
     print("|---|---|---|---|---|---|---|")
     for n, label, read_ms, update_ms, per_call_us, made, first_ms in rows:
         print(f"| {n:,} | {label} | {read_ms:.2f} ms | {update_ms:.2f} ms | {per_call_us:.2f} us | "

@@ -36,6 +36,13 @@ def registries(pg_url: str) -> Iterator[Callable[..., PostgresRegistry]]:
         registry.close()
 
 
+def one(registry: Registry | PostgresRegistry) -> str | None:
+    """The deployed version where at most one model name is deployed (the predict path's answer)."""
+    versions = registry.deployed_versions()
+    assert len(versions) <= 1, versions
+    return next(iter(versions.values()), None)
+
+
 def add_entry(version: str, **fields: Any) -> Callable[[Snapshot], str]:
     def change(snapshot: Snapshot) -> str:
         snapshot.entries[version] = RegistryEntry(version=version, path=f"models/{version}", **fields)
@@ -68,7 +75,7 @@ def either(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Registry | 
 def test_both_backends_answer_alike(either) -> None:
     """The contract the use cases rely on, whichever backend they run on."""
     registry = either()
-    assert registry.read().entries == {} and registry.deployed_version() is None
+    assert registry.read().entries == {} and one(registry) is None
     assert registry.read_last_good().entries == {}
     for version in ("v3", "v1", "v2"):
         assert registry.update(add_entry(version, model_name="net", status="available", owner="team-a")) == version
@@ -76,7 +83,7 @@ def test_both_backends_answer_alike(either) -> None:
     other = either()  # another process or replica
     snapshot = other.read()
     assert list(snapshot.entries) == ["v3", "v1", "v2"]
-    assert snapshot.deployed.version == "v1" and other.deployed_version() == "v1"
+    assert snapshot.deployed.version == "v1" and one(other) == "v1"
     assert snapshot.entries["v3"].model_extra == {"owner": "team-a"}
     snapshot.entries["v3"].status = "archived"  # a private copy: changing it changes nothing stored
     assert other.read().entries["v3"].status == "available"
@@ -93,12 +100,55 @@ def test_both_backends_answer_alike(either) -> None:
         "v3": "available", "v1": "deployed", "v2": "available"}
     registry.update(lambda s: s.entries.pop("v2"))
     registry.update(deploy("v3"))
-    assert list(either().read().entries) == ["v3", "v1"] and either().deployed_version() == "v3"
+    assert list(either().read().entries) == ["v3", "v1"] and one(either()) == "v3"
+
+
+def test_one_deployed_version_per_model_name_alike_on_both_backends(either) -> None:
+    """deployed_versions() is {model name: version}, as the file registry answers; each name has its slot."""
+    registry = either()
+    for version, name in (("n1", "net"), ("n2", "net"), ("p1", "pay"), ("x1", None)):
+        registry.update(add_entry(version, model_name=name, status="available",
+                                  deployed_at=f"2026-11-0{len(version)}T00:00:00Z"))
+    for version in ("n1", "p1", "x1"):
+        registry.update(deploy(version))
+    other = either()  # another process or replica
+    assert other.deployed_versions() == {"net": "n1", "pay": "p1", "": "x1"}
+    registry.update(deploy("n2"))  # n1 leaves net's slot; pay's and the unnamed slot stay
+    deadline = time.monotonic() + 10  # a replica hears of the change through LISTEN (a bound, not a timing)
+    while other.deployed_versions()["net"] != "n2" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert other.deployed_versions() == {"net": "n2", "pay": "p1", "": "x1"}
+    view = other.view()
+    assert {name: e.version for name, e in view.deployed_by_model().items()} == other.deployed_versions()
+    assert view.deployed_of("pay").version == "p1" and view.deployed_of("nope") is None
+
+
+def test_the_predict_path_and_view_make_no_query_while_the_copy_is_current(registries) -> None:
+    writer, reader = registries(), registries()
+    for version, name in (("n1", "net"), ("p1", "pay")):
+        writer.update(add_entry(version, model_name=name, status="available"))
+        writer.update(deploy(version))
+    deadline = time.monotonic() + 10
+    while reader.deployed_versions() != {"net": "n1", "pay": "p1"} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = reader.view()
+    time.sleep(0.3)  # the listener has LISTENed and heard the current generation
+    first = reader.view()
+    before = reader.queries
+    for _ in range(100):
+        assert reader.deployed_versions() == {"net": "n1", "pay": "p1"}
+        assert reader.view() is first  # no copy, no query: the same snapshot while nothing changed
+    assert reader.queries == before
+    writer.update(deploy("p1"))  # an update that changes nothing writes nothing and announces nothing
+    writer.update(add_entry("n2", model_name="net", status="available"))
+    while reader.view() is first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "n2" in reader.view().entries and reader.read() is not reader.view()  # read() is a private copy
 
 
 def test_entries_round_trip_in_order_with_one_row_per_version(registries, pg_url: str) -> None:
     registry = registries()
-    assert registry.read().entries == {} and registry.deployed_version() is None
+    assert registry.read().entries == {} and one(registry) is None
     for version in ("v3", "v1", "v2"):
         registry.update(add_entry(version, model_name="net", status="available", owner="team-a"))
     registry.update(deploy("v1"))
@@ -242,18 +292,18 @@ def test_another_replica_sees_a_deploy_within_a_second_without_querying_per_call
         writer.update(add_entry(version, model_name="net", status="available"))
     writer.update(deploy("v1"))
     deadline = time.monotonic() + 5
-    while reader.deployed_version() != "v1" and time.monotonic() < deadline:
+    while one(reader) != "v1" and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)  # the listener is connected by now
-    assert reader.deployed_version() == "v1"
+    assert one(reader) == "v1"
     before = reader.queries
     for _ in range(1000):
-        assert reader.deployed_version() == "v1"  # the predict path
+        assert one(reader) == "v1"  # the predict path
     assert reader.queries - before <= 1  # (at most the one read after LISTEN caught up)
 
     started = time.monotonic()
     writer.update(deploy("v2"))
-    while reader.deployed_version() != "v2":
+    while one(reader) != "v2":
         assert time.monotonic() - started < 1.0, "the deploy was not seen by the other replica within a second"
         time.sleep(0.002)
 
@@ -271,7 +321,7 @@ def test_an_unreachable_database_is_a_storage_error_and_serving_goes_on(registri
     with pytest.raises(StorageError, match="Nothing was changed"):
         registry.update(add_entry("v2"))
     for _ in range(100):  # resident models keep serving from the last copy, without waiting
-        assert registry.deployed_version() == "v1"
+        assert one(registry) == "v1"
     assert list(registry.read_last_good().entries) == ["v1"]  # reading tools can say what was last known
     relay.start()  # it comes back
     registry.update(add_entry("v2", model_name="net", status="available"))
@@ -279,7 +329,7 @@ def test_an_unreachable_database_is_a_storage_error_and_serving_goes_on(registri
     # A deploy made through another replica while this one's listener reconnects is seen by itself.
     registries().update(deploy("v2"))
     deadline = time.monotonic() + 10
-    while registry.deployed_version() != "v2":
+    while one(registry) != "v2":
         assert time.monotonic() < deadline, "the change was not seen after the database came back"
         time.sleep(0.05)
 
@@ -289,11 +339,11 @@ def test_without_notifications_a_deploy_is_still_seen_by_polling(registries) -> 
     for version in ("v1", "v2"):
         writer.update(add_entry(version, model_name="net", status="available"))
     writer.update(deploy("v1"))
-    assert reader.deployed_version() == "v1"
+    assert one(reader) == "v1"
     before = reader.queries
     writer.update(deploy("v2"))
     started = time.monotonic()
-    while reader.deployed_version() != "v2":
+    while one(reader) != "v2":
         assert time.monotonic() - started < 3, "the deploy was not seen by polling"
         time.sleep(0.01)
     assert reader.queries - before < 50  # polled about every 0.2 s, not once per call
@@ -446,9 +496,9 @@ def test_predicts_arriving_together_after_a_deploy_make_one_query(registries) ->
     for version in ("v1", "v2"):
         writer.update(add_entry(version, model_name="net", status="available"))
     writer.update(deploy("v1"))
-    assert reader.deployed_version() == "v1"
+    assert one(reader) == "v1"
     time.sleep(0.3)  # the listener is connected
-    assert reader.deployed_version() == "v1"
+    assert one(reader) == "v1"
     writer.update(deploy("v2"))
     time.sleep(0.3)  # the NOTIFY arrived: the copy is stale
     before = reader.queries
@@ -457,7 +507,7 @@ def test_predicts_arriving_together_after_a_deploy_make_one_query(registries) ->
 
     def predict() -> None:
         barrier.wait()
-        answers.append(reader.deployed_version())
+        answers.append(one(reader))
 
     threads = [threading.Thread(target=predict) for _ in range(8)]
     for t in threads:

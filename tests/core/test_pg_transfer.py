@@ -54,7 +54,7 @@ def test_a_home_copied_into_postgresql_answers_alike_and_a_rerun_copies_nothing_
     source, copied = Registry(Store(home)).read(), PostgresRegistry(pg_url, listen=False)
     assert [e.registry_json() for e in copied.read().entries.values()] == [
         e.registry_json() for e in source.entries.values()]
-    assert copied.deployed_version() == "B"
+    assert list(copied.deployed_versions().values()) == ["B"]
     copied.close()
     # The audit trail: the same events, newest first, filters included.
     home_history, pg_history = History(Store(home).history_path), PostgresHistory(pg_url)

@@ -11,10 +11,10 @@ reads every row (FOR UPDATE), lets `change` mutate the snapshot, writes only the
 bumps `registry_state.generation` and sends `NOTIFY model_mcp_registry` with the new generation,
 delivered at commit. If `change` raises, or a constraint refuses the result, nothing is written.
 
-Reading. `read()` always asks the database. `deployed_version()`, on the predict path, answers from
-the copy this object holds while that copy is current: a listener thread (LISTEN, and a poll of the
-generation every `poll_s` in case a notification is lost) learns of every commit, so predicts make
-no query. While the listener is not connected, `deployed_version()` answers from the last copy at
+Reading. `read()` always asks the database. `deployed_versions()` and `rollout_keys()` (the
+predict path) and `view()` answer from the copy this object holds while that copy is current: a
+listener thread (LISTEN, and a poll of the generation every `poll_s` in case a notification is
+lost) learns of every commit, so predicts make no query. While the listener is not connected, `deployed_versions()` answers from the last copy at
 once and refreshes it in the background about every second, so resident models keep serving
 through an outage and a deploy is still seen when notifications are unavailable; `read()` and
 `update()` raise StorageError (`storage_error`) while the database is unreachable.
@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from model_mcp.core.errors import InvalidStateError, ModelMcpError, RegistryCorruptError, StorageError
 from model_mcp.core.pg import REGISTRY_CHANNEL, REGISTRY_LOCK, connect, safe_url
-from model_mcp.core.registry import Snapshot
+from model_mcp.core.registry import Snapshot, model_key
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.logs import get_logger
 
@@ -60,7 +60,9 @@ class PostgresRegistry:
         self._state = threading.Lock()  # guards the cache fields below
         self._catch_up = threading.Lock()  # one predict at a time reads the deployed version after a change
         self._known = False  # the fields below hold what the database held at _cache_generation
-        self._cache_deployed: str | None = None
+        self._cache_deployed: dict[str, str] = {}
+        self._cache_rollouts: dict[str, tuple[str, str | None]] = {}
+        self._view: tuple[int, Snapshot] | None = None  # (generation, snapshot) that view() hands out
         self._cache_generation = -1
         self._announced = -1  # the highest generation the listener heard of
         self._listening = False  # the listener is connected and has LISTENed since the cache was taken
@@ -134,17 +136,42 @@ class PostgresRegistry:
         """A private copy of the registry as the database holds it now."""
         return self._fetch()
 
-    def deployed_version(self) -> str | None:
-        """The deployed version, cheaply: without a query while the listener keeps this object's
-        copy current; from the last copy while the database is unreachable (resident models keep
-        serving). Raises only when the database was never reached.
-
-        With one deployed version per model name, the first deployed entry in the order versions
-        were added, as `Snapshot.deployed` answers."""
+    def view(self) -> Snapshot:
+        """The registry without a copy, for callers that never change it: the snapshot this object
+        last read, without a query while the listener says it is current (as the file registry's
+        `view` answers from its stat-keyed cache); a fresh read otherwise."""
         self._start_listener()
         with self._state:
-            if self._known and self._listening and self._cache_generation >= self._announced:
-                return self._cache_deployed
+            view = self._view
+            if view is not None and self._current() and view[0] == self._cache_generation:
+                return view[1]
+        snapshot, generation = self._fetch_with_generation()
+        with self._state:
+            if self._view is None or generation >= self._view[0]:
+                self._view = (generation, snapshot)  # never handed out by read(): a copy of its own
+        return snapshot
+
+    def deployed_versions(self) -> dict[str, str]:
+        """{model name: deployed version} (one per model name; "" for versions without a name),
+        cheaply: without a query while the listener keeps this object's copy current; from the last
+        copy while the database is unreachable (resident models keep serving). Raises only when the
+        database was never reached. The answer is shared: callers must not change it."""
+        return self._cached()[0]
+
+    def rollout_keys(self) -> dict[str, tuple[str, str | None]]:
+        """{model name: (candidate version, started_at)} of the rollouts in progress; cheap like
+        `deployed_versions`."""
+        return self._cached()[1]
+
+    def _current(self) -> bool:
+        """Whether the cached copy holds the latest generation (call with self._state held)."""
+        return self._known and self._listening and self._cache_generation >= self._announced
+
+    def _cached(self) -> tuple[dict[str, str], dict[str, tuple[str, str | None]]]:
+        self._start_listener()
+        with self._state:
+            if self._current():
+                return self._cache_deployed, self._cache_rollouts
             if self._known and not self._listening:
                 # The listener is away (the database unreachable, or LISTEN unavailable): answer from
                 # the copy at once, and refresh it in the background at most every poll_s, so that no
@@ -152,11 +179,11 @@ class PostgresRegistry:
                 if not self._refreshing and time.monotonic() - self._refreshed_at >= min(self.poll_s, 1.0):
                     self._refreshing = True
                     threading.Thread(target=self._refresh_quietly, name="registry-refresh", daemon=True).start()
-                return self._cache_deployed
+                return self._cache_deployed, self._cache_rollouts
         with self._catch_up:  # predicts arriving together after a change make one query, not one each
             with self._state:
-                if self._known and self._listening and self._cache_generation >= self._announced:
-                    return self._cache_deployed
+                if self._current():
+                    return self._cache_deployed, self._cache_rollouts
             try:
                 self._fetch_deployed()
             except StorageError:
@@ -164,7 +191,7 @@ class PostgresRegistry:
                     if not self._known:
                         raise
         with self._state:
-            return self._cache_deployed
+            return self._cache_deployed, self._cache_rollouts
 
     def _refresh_quietly(self) -> None:
         try:
@@ -176,17 +203,24 @@ class PostgresRegistry:
                 self._refreshing, self._refreshed_at = False, time.monotonic()
 
     def _fetch_deployed(self) -> None:
-        """The deployed version and the generation, in one statement of a few rows (the partial
-        unique index holds only deployed rows): what a predict after a change waits for, whatever
-        the number of versions."""
+        """The deployed version of each model name, the rollouts in progress and the generation, in
+        one statement over a few rows (the partial indexes hold only deployed rows and rollout
+        candidates): what a predict after a change waits for, whatever the number of versions."""
         self._start_listener()
-        generation, deployed = self._run("read", "reading the registry", lambda c: c.execute(
-            "SELECT s.generation, (SELECT version FROM registry_entries WHERE status = 'deployed' "
-            "ORDER BY position LIMIT 1) FROM registry_state s").fetchone())
+        generation, rows = self._run("read", "reading the registry", lambda c: c.execute(
+            "SELECT s.generation, COALESCE((SELECT json_agg(json_build_array(COALESCE(model_name, ''), version, "
+            "status, entry ->> 'deployed_at', entry -> 'rollout' ->> 'started_at', entry ? 'rollout') "
+            "ORDER BY position) FROM registry_entries WHERE status = 'deployed' OR entry ? 'rollout'), '[]') "
+            "FROM registry_state s").fetchone())
         self.queries += 1
+        deployed = [(name, version, at) for name, version, status, at, _, _ in rows if status == "deployed"]
+        deployed.sort(key=lambda row: row[2] or "")  # least recently deployed first, as Snapshot.deployed_by_model
+        rollouts = {name: (version, started) for name, version, _, _, started, has in rows if has}
         with self._state:
             if generation >= self._cache_generation:
-                self._cache_generation, self._known, self._cache_deployed = int(generation), True, deployed
+                self._cache_generation, self._known = int(generation), True
+                self._cache_deployed = {name: version for name, version, _ in deployed}
+                self._cache_rollouts = rollouts
 
     def read_last_good(self) -> Snapshot:
         """The last registry this object read or wrote (for reading tools while the database is unreachable)."""
@@ -195,6 +229,9 @@ class PostgresRegistry:
         return _snapshot(rows) if rows is not None else Snapshot()
 
     def _fetch(self) -> Snapshot:
+        return self._fetch_with_generation()[0]
+
+    def _fetch_with_generation(self) -> tuple[Snapshot, int]:
         self._start_listener()
 
         def fetch(connection: psycopg.Connection[Any]) -> tuple[int, list[tuple[str, Any]]]:
@@ -207,16 +244,17 @@ class PostgresRegistry:
         self.queries += 1
         snapshot = _snapshot(rows)
         self._remember(generation, snapshot, rows)
-        return snapshot
+        return snapshot, generation
 
     def _remember(self, generation: int, snapshot: Snapshot, rows: list[tuple[str, Any]]) -> None:
         """Keep what the predict path and read_last_good need: the deployed version and the rows
         (plain data, never the objects handed to a caller)."""
-        deployed = snapshot.deployed
+        deployed = {name: entry.version for name, entry in snapshot.deployed_by_model().items()}
+        rollouts = _rollouts(snapshot)
         with self._state:
             if generation >= self._cache_generation:
                 self._cache_generation, self._known = generation, True
-                self._cache_deployed = deployed.version if deployed is not None else None
+                self._cache_deployed, self._cache_rollouts = deployed, rollouts
                 self._last_good = rows
 
     # --- writing -----------------------------------------------------------------------------------
@@ -342,6 +380,16 @@ def _snapshot(rows: list[tuple[str, str]]) -> Snapshot:
                 f"Registry row {version!r} in the database is not a valid entry ({exc.errors()[0]['msg']}). "
                 "It was left as it is.") from None
     return Snapshot(entries=entries, fmt="new" if entries else "empty")
+
+
+def _rollouts(snapshot: Snapshot) -> dict[str, tuple[str, str | None]]:
+    """{model name: (candidate version, started_at)}, as the file registry's `rollout_keys`."""
+    found = {}
+    for entry in snapshot.entries.values():
+        rollout = getattr(entry, "rollout", None) or (entry.model_extra or {}).get("rollout")
+        if isinstance(rollout, dict):
+            found[model_key(entry)] = (entry.version, rollout.get("started_at"))
+    return found
 
 
 def _refused(exc: Exception) -> ModelMcpError:
