@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,24 +31,37 @@ def home(tmp_path: Path) -> Path:
 # Test files whose every test runs twice in one pytest run: on the home's own stores and on the test's
 # PostgreSQL database (tests/postgres.py), so both backends answer the same tests. MODEL_MCP_TEST_STORE=
 # postgresql puts every other test on PostgreSQL too.
+# On `postgresql` the registry, the audit trail and the monitoring store are all in the database
+# (MODEL_MCP_DATABASE_URL); a test of registry.json's own bytes or format is marked file_registry_only.
 BOTH_STORES = {"test_feedback_per_deployment.py", "test_manager.py", "test_monitoring.py",
-               "test_monitoring_store_tools.py"}
+               "test_monitoring_store_tools.py", "test_multi_model.py", "test_registry_tools.py",
+               "test_serving.py"}
+FILE_ONLY_REASON = "a test of registry.json's or history.jsonl's own format; the registry is in PostgreSQL here"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "file_registry_only: tests the home's registry.json/history.jsonl "
+                                       "themselves; not run on the PostgreSQL store backend")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.path.name in BOTH_STORES and "store_backend" in metafunc.fixturenames:
-        metafunc.parametrize("store_backend", ["file", "postgresql"], indirect=True)
+        file_only = metafunc.definition.get_closest_marker("file_registry_only") is not None
+        metafunc.parametrize("store_backend", ["file"] if file_only else ["file", "postgresql"], indirect=True)
 
 
 @pytest.fixture
 def store_backend(request: pytest.FixtureRequest) -> str:
-    return getattr(request, "param", None) or os.environ.get("MODEL_MCP_TEST_STORE", "file")
+    backend = getattr(request, "param", None) or os.environ.get("MODEL_MCP_TEST_STORE", "file")
+    if backend == "postgresql" and request.node.get_closest_marker("file_registry_only") is not None:
+        pytest.skip(FILE_ONLY_REASON)
+    return backend
 
 
 @pytest.fixture
 def make_settings(home: Path, request: pytest.FixtureRequest, store_backend: str) -> Callable[..., Settings]:
-    """Settings on the test's home; with the `postgresql` store backend the monitoring store is the
-    test's PostgreSQL database instead of monitoring.db."""
+    """Settings on the test's home; with the `postgresql` store backend, database_url is the test's
+    PostgreSQL database: the registry, the audit trail and the monitoring store live there."""
     def make(**overrides: Any) -> Settings:
         if store_backend == "postgresql" and "database_url" not in overrides:
             overrides["database_url"] = request.getfixturevalue("pg_url")
@@ -62,10 +76,11 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def manager(settings: Settings) -> ModelManager:
+def manager(settings: Settings) -> Iterator[ModelManager]:
     m = ModelManager(settings)
     m.start()
-    return m
+    yield m
+    m.close()
 
 
 @pytest.fixture
@@ -121,6 +136,16 @@ def store_state(home: Path) -> dict[str, Any]:
     staging = home / "staging"
     state["staging"] = sorted(os.listdir(staging)) if staging.exists() else []
     return state
+
+
+def stored_registry(manager: ModelManager) -> dict[str, dict[str, Any]]:
+    """The registry as stored, {version: entry}: registry.json's object, or the database's rows when the
+    manager runs on PostgreSQL (the `postgresql` store backend)."""
+    if manager.settings.database_url:
+        from tests.postgres import query
+
+        return dict(query(manager.settings.database_url, "SELECT version, entry FROM registry_entries ORDER BY position"))
+    return json.loads(manager.store.registry_path.read_text())
 
 
 @pytest.fixture

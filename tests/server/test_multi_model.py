@@ -267,6 +267,7 @@ async def test_concurrent_predicts_always_come_from_the_model_named(client, impo
     assert (await call(client, "list_models"))["deployed_versions"] == {NET: "n1", PAY: "p1", WEB: "w1"}
 
 
+@pytest.mark.file_registry_only
 async def test_an_old_format_registry_with_several_model_names_serves_each(make_settings, packages, home):
     from mcp import Client  # noqa: PLC0415
 

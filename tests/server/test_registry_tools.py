@@ -122,6 +122,7 @@ async def test_resources_registry_and_one_version(client, packages):
                                                                         "models://{version}/validation"}
 
 
+@pytest.mark.file_registry_only
 async def test_a_damaged_registry_refuses_changes_but_reading_still_answers(client, packages, home):
     await _import(client, packages)
     (home / "registry.json").write_bytes(b"{ this is not json")
@@ -138,6 +139,7 @@ async def test_a_damaged_registry_refuses_changes_but_reading_still_answers(clie
     assert (home / "registry.json").read_bytes() == b"{ this is not json"
 
 
+@pytest.mark.file_registry_only
 async def test_an_old_format_registry_is_read_and_migrated_on_the_first_write(make_settings, packages, home, tmp_path):
     from mcp import Client
 
@@ -165,6 +167,7 @@ async def test_an_old_format_registry_is_read_and_migrated_on_the_first_write(ma
     assert (home / "registry.json.old-format.bak").read_bytes() == old_bytes
 
 
+@pytest.mark.file_registry_only
 async def test_the_fixture_old_registry_migrates(make_settings, packages, home):
     home.mkdir(parents=True)
     shutil.copy(FIXTURES / "registry.old-format.json", home / "registry.json")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import anyio
 import numpy as np
 import pytest
 
 from model_mcp import samples
-from tests.conftest import store_state
+from tests.conftest import store_state, stored_registry
 from tests.helpers import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -24,7 +23,7 @@ def _expected_scores(version_seed: int, rows, kind: str = "iforest") -> np.ndarr
     return model.decision_function(np.asarray(rows, dtype=float))
 
 
-async def test_the_lifecycle_end_to_end(client, packages, home):
+async def test_the_lifecycle_end_to_end(client, manager, packages, home):
     await _import(client, packages, "v1", seed=0)
     await _import(client, packages, "v2", seed=5)
     report = await call(client, "validate", version="v1")
@@ -50,7 +49,7 @@ async def test_the_lifecycle_end_to_end(client, packages, home):
     assert answer2["model_version"] == "v2"
     assert np.allclose(answer2["scores"], _expected_scores(5, rows))
 
-    registry = json.loads((home / "registry.json").read_text())
+    registry = stored_registry(manager)
     assert registry["v2"]["status"] == "deployed" and registry["v1"]["status"] == "available"
 
     back = await call(client, "rollback")

@@ -46,8 +46,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.home)
-        self.registry = Registry(self.store)
-        self.history = History(self.store.history_path, segment_bytes=settings.history_segment_bytes)
+        self.registry, self.history = _registry_and_history(settings, self.store)
         self.limits = ArchiveLimits.from_settings(settings)
         self.runtime = Runtime(
             max_predict_rows=settings.max_predict_rows,
@@ -94,6 +93,10 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
             self.webhook.close()
         if self.monitor is not None:
             self.monitor.close()
+        for part in (self.registry, self.history):
+            close = getattr(part, "close", None)  # the PostgreSQL ones hold connections and a listener
+            if close is not None:
+                close()
 
     # --- start-up ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,6 +129,21 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
             log.error("history_index_not_built", reason=str(exc))  # readers then walk the trail
         if removed:
             log.info("cleaned_leftovers", items=removed)
+
+
+def _registry_and_history(settings: Settings, store: Store) -> tuple[Registry, History]:
+    """registry.json and history.jsonl in the home; with MODEL_MCP_DATABASE_URL, the registry and the
+    audit trail in PostgreSQL (core/pg/), which every manager on that database shares. The package
+    files, reports, staging and the publish journal stay in the home either way (docs/scaling.md)."""
+    if not settings.database_url:
+        return Registry(store), History(store.history_path, segment_bytes=settings.history_segment_bytes)
+    # Imported only here: core/pg/ loads psycopg when it first connects, never at start-up without a URL.
+    from model_mcp.core.pg.history import PostgresHistory
+    from model_mcp.core.pg.registry import PostgresRegistry
+
+    registry = PostgresRegistry(settings.database_url)
+    history = PostgresHistory(settings.database_url)
+    return registry, history  # type: ignore[return-value]  # the same interface, duck-typed
 
 
 def _monitoring(settings: Settings) -> tuple[MonitoringStore | None, Recorder | None]:

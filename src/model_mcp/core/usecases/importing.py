@@ -335,6 +335,12 @@ class ImportCases(UseCaseBase):
                 self.save_report(outcome.report)
 
                 def add(snap: Snapshot) -> None:
+                    if version in snap.entries:
+                        # Another home on the same database (PostgreSQL) registered it since the check
+                        # above: its lock is not ours. Never overwrite its entry; our files are removed.
+                        raise VersionConflictError(
+                            f"Version {version} was registered by another server while this import was "
+                            "being validated. Nothing was changed; import again to compare the content.")
                     refuse_semver_clash(snap, entry)
                     snap.entries[version] = entry
 

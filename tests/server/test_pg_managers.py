@@ -1,0 +1,107 @@
+"""Managers on PostgreSQL (MODEL_MCP_DATABASE_URL): two servers with two homes and one database agree
+on what is registered and deployed, through the MCP tools (tests/postgres.py: skipped without a
+server, except in CI).
+
+The package files still live in each home's models/ (a shared artifact folder is issue 16's next
+step), so the second home gets them copied in, as an operator syncing the folder would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from model_mcp.core.manager import ModelManager
+from model_mcp.server import build_server
+from model_mcp.settings import Settings
+from tests.conftest import b64
+from tests.helpers import call, call_error
+from tests.postgres import query
+
+pytestmark = pytest.mark.anyio
+
+NET, PAY = "network-anomaly", "payments"
+ROW8 = [[0.1] * 8]
+
+
+async def _predicted(client, model_name: str, want: str) -> str:
+    """The version predict answers, polled until it is `want` (a bound, not a timing assert)."""
+    deadline = time.monotonic() + 15
+    while True:
+        answer = await call(client, "predict", rows=ROW8 if model_name == NET else [[0.0] * 5], model_name=model_name)
+        if answer["model_version"] == want or time.monotonic() > deadline:
+            return answer["model_version"]
+        await anyio.sleep(0.05)
+
+
+async def test_two_homes_on_one_database_see_each_others_deploys(tmp_path: Path, pg_url: str, packages) -> None:
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    a = ModelManager(Settings(home=home_a, database_url=pg_url))
+    a.start()
+    b: ModelManager | None = None
+    try:
+        async with Client(build_server(a)) as client_a:
+            for version, name, extra in (("n1", NET, {}), ("n2", NET, {}), ("p1", PAY, {"n_features": 5})):
+                await call(client_a, "import_zip", content_base64=b64(
+                    packages(version=version, model_name=name, seed=len(version), **extra)))
+            await call(client_a, "deploy", version="n1")
+            await call(client_a, "deploy", version="p1")
+            # Nothing of the registry or the trail in the home: both are in the database.
+            assert not (home_a / "registry.json").exists() and not (home_a / "history.jsonl").exists()
+            assert sorted(r[0] for r in query(pg_url, "SELECT version FROM registry_entries")) == ["n1", "n2", "p1"]
+
+            shutil.copytree(home_a / "models", home_b / "models")  # the artifact folder, synced by hand
+            b = ModelManager(Settings(home=home_b, database_url=pg_url))
+            b.start()
+            b.load_deployed_in_background()
+            async with Client(build_server(b)) as client_b:
+                listed = await call(client_b, "list_models")
+                assert listed["deployed_versions"] == {NET: "n1", PAY: "p1"}
+                assert {m["version"]: m["status"] for m in listed["models"]} == {
+                    "n1": "deployed", "n2": "available", "p1": "deployed"}
+                assert await _predicted(client_b, NET, "n1") == "n1"
+
+                # A deploy through A is served by B (LISTEN/NOTIFY; the poll as fallback).
+                assert (await call(client_a, "deploy", version="n2"))["previous_version"] == "n1"
+                assert await _predicted(client_b, NET, "n2") == "n2"
+                assert await _predicted(client_b, PAY, "p1") == "p1"  # the other model name is untouched
+                # B's audit trail is A's: the same table.
+                events = (await call(client_b, "get_history", kind="deployments"))["events"]
+                assert [(e["event"], e["version"]) for e in events[:3]] == [
+                    ("deploy", "n2"), ("deploy", "p1"), ("deploy", "n1")]
+
+                # And the other way: a rollback through B is served by A.
+                rolled = await call(client_b, "rollback", model_name=NET)
+                assert (rolled["deployed_version"], rolled["previous_version"]) == ("n1", "n2")
+                assert await _predicted(client_a, NET, "n1") == "n1"
+                assert query(pg_url, "SELECT version FROM registry_entries WHERE status = 'deployed' "
+                                     "ORDER BY version") == [("n1",), ("p1",)]
+
+                # A refused change through either is refused the same way, and changes nothing.
+                code, _ = await call_error(client_b, "delete_model", version="p1")
+                assert code == "invalid_state"
+                code, _ = await call_error(client_a, "deploy", version="nope")
+                assert code == "not_found"
+                assert (await call(client_a, "list_models"))["deployed_versions"] == {NET: "n1", PAY: "p1"}
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
+def test_a_manager_on_a_database_url_does_not_load_psycopg_until_it_is_used(tmp_path: Path) -> None:
+    """The server starts (and answers initialize) before the database is first asked: constructing
+    the manager neither imports psycopg nor connects (the URL here points at nothing)."""
+    code = ("import sys; from model_mcp.core.manager import ModelManager; from model_mcp.settings import Settings; "
+            f"m = ModelManager(Settings(home={str(tmp_path / 'home')!r}, "
+            "database_url='postgresql://nobody@127.0.0.1:1/none')); "
+            "print(type(m.registry).__name__, type(m.history).__name__, 'psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["PostgresRegistry", "PostgresHistory", "False"]
