@@ -96,6 +96,46 @@ async def test_two_homes_on_one_database_see_each_others_deploys(tmp_path: Path,
             b.close()
 
 
+async def test_a_home_registry_the_database_lacks_is_a_warning_until_copied(tmp_path: Path, pg_url: str,
+                                                                              packages) -> None:
+    """Setting MODEL_MCP_DATABASE_URL on a home that served from registry.json: the database is served,
+    and list_models says which versions of registry.json it lacks until the home is copied in."""
+    from model_mcp.core.pg.transfer import copy_home_to_database
+
+    home = tmp_path / "home"
+    on_file = ModelManager(Settings(home=home))
+    on_file.start()
+    async with Client(build_server(on_file)) as client:
+        await call(client, "import_zip", content_base64=b64(packages(version="n1", model_name=NET)))
+        await call(client, "deploy", version="n1")
+    on_file.close()
+
+    on_db = ModelManager(Settings(home=home, database_url=pg_url))
+    on_db.start()
+    try:
+        async with Client(build_server(on_db)) as client:
+            listed = await call(client, "list_models")
+            assert listed["total"] == 0 and listed["deployed_versions"] == {}
+            assert [w for w in listed["warnings"] if "registry.json" in w and "1 version(s)" in w and "n1" in w]
+    finally:
+        on_db.close()
+
+    copied = copy_home_to_database(home, pg_url)
+    assert copied.registry_versions == 1
+    on_db = ModelManager(Settings(home=home, database_url=pg_url))
+    on_db.start()
+    on_db.load_deployed_in_background()
+    try:
+        async with Client(build_server(on_db)) as client:
+            listed = await call(client, "list_models")
+            assert listed["deployed_versions"] == {NET: "n1"} and listed["warnings"] == []
+            assert await _predicted(client, NET, "n1") == "n1"
+            events = (await call(client, "get_history"))["events"]  # the trail was copied too
+            assert [e["event"] for e in events if e["event"] in ("import", "deploy")] == ["deploy", "import"]
+    finally:
+        on_db.close()
+
+
 def test_a_manager_on_a_database_url_does_not_load_psycopg_until_it_is_used(tmp_path: Path) -> None:
     """The server starts (and answers initialize) before the database is first asked: constructing
     the manager neither imports psycopg nor connects (the URL here points at nothing)."""

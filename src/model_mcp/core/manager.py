@@ -72,6 +72,8 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         # them as `imported`), and the folders the last discovery left unregistered.
         self.pending_discovery: dict[str, RegistryEntry] = {}
         self.discovery_problems: list[DiscoveryProblem] = []
+        # On PostgreSQL: a sentence when the home's registry.json holds versions the database lacks.
+        self.home_registry_warning: str | None = None
 
     def start_background_check(self) -> BackgroundCheck | None:
         """The server's background check (off in read-only mode, without a store, or with interval 0)."""
@@ -110,6 +112,8 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         if problem is not None:
             log.warning("training_dir_missing", training_dir=str(self.settings.training_dir),
                         message=training_dir_warning(problem))
+        if self.settings.database_url:
+            self._check_home_registry()
         if self.settings.read_only:
             return
         self.store.ensure()
@@ -129,6 +133,26 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
             log.error("history_index_not_built", reason=str(exc))  # readers then walk the trail
         if removed:
             log.info("cleaned_leftovers", items=removed)
+
+    def _check_home_registry(self) -> None:
+        """A home that served from registry.json before MODEL_MCP_DATABASE_URL was set: its versions are
+        not served from the database until copied there (never silently: another replica may already
+        have filled the database). Logged, and in list_models' `warnings` until the next start."""
+        if not self.store.registry_path.exists():
+            return
+        try:
+            home = Registry(self.store).read().entries
+            missing = sorted(set(home) - set(self.registry.read().entries))
+        except ModelMcpError as exc:
+            log.error("home_registry_not_compared", reason=str(exc))
+            return
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            self.home_registry_warning = (
+                f"registry.json in the home holds {len(missing)} version(s) the database's registry does not "
+                f"({shown}); with MODEL_MCP_DATABASE_URL only the database is served. Copy the home into the "
+                "database (docs/operations.md, PostgreSQL) or unset MODEL_MCP_DATABASE_URL.")
+            log.warning("home_registry_not_in_database", versions=len(missing), message=self.home_registry_warning)
 
 
 def _registry_and_history(settings: Settings, store: Store) -> tuple[Registry, History]:

@@ -81,7 +81,8 @@ class RegistryCases(UseCaseBase):
 
     def setup_warnings(self) -> list[str]:
         """What an operator must fix that no call would otherwise say: a training folder that cannot
-        be scanned, hand-placed folders the last discovery left unregistered (while they are there)."""
+        be scanned, hand-placed folders the last discovery left unregistered (while they are there), a
+        home registry.json the database (MODEL_MCP_DATABASE_URL) does not hold."""
         warnings = []
         training = training_dir_problem(self.settings.training_dir)
         if training is not None:
@@ -90,6 +91,8 @@ class RegistryCases(UseCaseBase):
             if (self.store.home / found.folder).exists():
                 warnings.append(f"{found.folder} is not registered: [{found.code}] {found.message} "
                                 "Fix it, then run discover_models.")
+        if getattr(self, "home_registry_warning", None):
+            warnings.append(self.home_registry_warning)
         return warnings
 
     def _model_summaries(self, snapshot: Snapshot) -> list[ModelSummary]:
