@@ -65,7 +65,10 @@ def make_settings(home: Path, request: pytest.FixtureRequest, store_backend: str
     def make(**overrides: Any) -> Settings:
         if store_backend == "postgresql" and "database_url" not in overrides:
             overrides["database_url"] = request.getfixturevalue("pg_url")
-        return Settings(home=overrides.pop("home", home), **overrides)
+        settings = Settings(home=overrides.pop("home", home), **overrides)
+        if settings.database_url:
+            _DATABASE_OF_HOME[Path(settings.home).expanduser().absolute()] = settings.database_url  # store_state
+        return settings
 
     return make
 
@@ -120,11 +123,23 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
+# The database a home's registry is in (make_settings with the `postgresql` store backend).
+_DATABASE_OF_HOME: dict[Path, str] = {}
+
+
 def store_state(home: Path) -> dict[str, Any]:
-    """What a failed call must not change: registry bytes, and every file under models/ and reports/."""
+    """What a failed call must not change: registry bytes (or, on PostgreSQL, its rows and generation),
+    and every file under models/ and reports/."""
     state: dict[str, Any] = {}
     registry = home / "registry.json"
     state["registry"] = registry.read_bytes() if registry.exists() else None
+    url = _DATABASE_OF_HOME.get(Path(home).expanduser().absolute())
+    if url is not None:
+        from tests.postgres import query
+
+        state["registry_rows"] = query(url, "SELECT version, entry::text, (SELECT generation FROM registry_state) "
+                                            "FROM registry_entries ORDER BY position") \
+            if query(url, "SELECT to_regclass('registry_entries') IS NOT NULL")[0][0] else None
     for folder in ("models", "reports"):
         root = home / folder
         listing = {}

@@ -84,6 +84,25 @@ async def test_two_homes_on_one_database_see_each_others_deploys(tmp_path: Path,
                 assert query(pg_url, "SELECT version FROM registry_entries WHERE status = 'deployed' "
                                      "ORDER BY version") == [("n1",), ("p1",)]
 
+                # A canary started through A is followed by B (rollout_keys from the database), and B's
+                # promote is A's deploy.
+                await call(client_a, "deploy", version="n2", mode="canary", traffic_percent=50)
+                deadline = time.monotonic() + 15
+                while NET not in b.registry.rollout_keys() and time.monotonic() < deadline:
+                    await anyio.sleep(0.05)
+                assert b.registry.rollout_keys()[NET][0] == "n2"
+                sides = {(await call(client_b, "predict", rows=ROW8, model_name=NET))["model_version"]
+                         for _ in range(40)}
+                assert sides == {"n1", "n2"}  # 50 %: both sides answer (all 40 on one side: odds 2 in 10^12)
+                promoted = await call(client_b, "promote", model_name=NET)
+                assert (promoted["deployed_version"], promoted["previous_version"]) == ("n2", "n1")
+                assert await _predicted(client_a, NET, "n2") == "n2"
+                deadline = time.monotonic() + 15
+                while a.registry.rollout_keys() and time.monotonic() < deadline:
+                    await anyio.sleep(0.05)
+                assert a.registry.rollout_keys() == {}
+                await call(client_a, "rollback", to_version="n1")
+
                 # A refused change through either is refused the same way, and changes nothing.
                 code, _ = await call_error(client_b, "delete_model", version="p1")
                 assert code == "invalid_state"
