@@ -155,6 +155,33 @@ async def test_a_home_registry_the_database_lacks_is_a_warning_until_copied(tmp_
         on_db.close()
 
 
+async def test_with_the_database_away_predict_serves_reading_tools_answer_the_last_copy_and_changes_refuse(
+        tmp_path: Path, pg_relay, packages) -> None:
+    relay, url = pg_relay
+    manager = ModelManager(Settings(home=tmp_path / "home", database_url=url))
+    manager.start()
+    try:
+        async with Client(build_server(manager)) as client:
+            for version in ("n1", "n2"):
+                await call(client, "import_zip", content_base64=b64(packages(version=version, model_name=NET,
+                                                                              seed=len(version))))
+            await call(client, "deploy", version="n1")
+            relay.stop()  # the database goes away
+            assert (await call(client, "predict", rows=ROW8))["model_version"] == "n1"
+            listed = await call(client, "list_models")
+            assert listed["deployed_versions"] == {NET: "n1"} and listed["total"] == 2
+            assert "unreachable" in listed["registry_problem"]
+            code, sentence = await call_error(client, "deploy", version="n2")
+            assert code == "storage_error" and "Nothing was changed" in sentence
+            relay.start()  # it returns: everything recovers by itself
+            listed = await call(client, "list_models")
+            assert listed["registry_problem"] is None
+            assert (await call(client, "deploy", version="n2"))["deployed_version"] == "n2"
+            assert (await call(client, "predict", rows=ROW8))["model_version"] == "n2"
+    finally:
+        manager.close()
+
+
 def test_a_manager_on_a_database_url_does_not_load_psycopg_until_it_is_used(tmp_path: Path) -> None:
     """The server starts (and answers initialize) before the database is first asked: constructing
     the manager neither imports psycopg nor connects (the URL here points at nothing)."""

@@ -396,7 +396,7 @@ class ListModelsResult(BaseModel):
     )
     registry_problem: str | None = Field(
         default=None,
-        description="registry.json is damaged: this answer is the last good copy; changes refuse.",
+        description="The registry is damaged or unreachable: this answer is the last good copy; changes refuse.",
     )
     warnings: list[str] = Field(default_factory=list, description="Set-up problems: training folder, placed folders.")
 

@@ -122,13 +122,18 @@ class UseCaseBase:
         return self.registry.read()
 
     def read_registry_for_reading(self, *, copy: bool = True) -> tuple[Snapshot, str | None]:
-        """For reading use cases: the registry, or the last good copy with the reason it is used.
+        """For reading use cases: the registry, or the last good copy with the reason it is used:
+        registry.json damaged, or (PostgreSQL) the database unreachable, the copy this server last read.
         `copy=False`: the registry's own cached snapshot, for callers that only read it."""
-        from model_mcp.core.errors import RegistryCorruptError
+        from model_mcp.core.errors import RegistryCorruptError, StorageError
 
         try:
             return (self.registry.read() if copy else self.registry.view()), None
         except RegistryCorruptError as exc:
+            return self.registry.read_last_good(), str(exc)
+        except StorageError as exc:
+            if not self.settings.database_url:
+                raise
             return self.registry.read_last_good(), str(exc)
 
     @contextlib.contextmanager
