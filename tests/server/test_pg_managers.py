@@ -182,6 +182,27 @@ async def test_with_the_database_away_predict_serves_reading_tools_answer_the_la
         manager.close()
 
 
+async def test_a_server_started_while_the_database_is_away_starts_and_recovers(tmp_path: Path, pg_relay,
+                                                                               packages) -> None:
+    relay, url = pg_relay
+    relay.stop()
+    manager = ModelManager(Settings(home=tmp_path / "home", database_url=url))
+    manager.start()  # logs registry_unreachable; does not raise
+    try:
+        async with Client(build_server(manager)) as client:
+            listed = await call(client, "list_models")
+            assert listed["total"] == 0 and "unreachable" in listed["registry_problem"]
+            code, _ = await call_error(client, "import_zip", content_base64=b64(packages(version="n1", model_name=NET)))
+            assert code == "storage_error"
+            assert not (tmp_path / "home" / "models" / "n1").exists()  # the files of a refused import are gone
+            relay.start()
+            await call(client, "import_zip", content_base64=b64(packages(version="n1", model_name=NET)))
+            await call(client, "deploy", version="n1")
+            assert (await call(client, "predict", rows=ROW8))["model_version"] == "n1"
+    finally:
+        manager.close()
+
+
 def test_a_manager_on_a_database_url_does_not_load_psycopg_until_it_is_used(tmp_path: Path) -> None:
     """The server starts (and answers initialize) before the database is first asked: constructing
     the manager neither imports psycopg nor connects (the URL here points at nothing)."""

@@ -122,8 +122,9 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
                 self.registry.read()
             except ModelMcpError as exc:
                 # Leave staging as it is too: an interrupted publish or delete is only safe to
-                # finish or undo against a registry we can read.
-                log.error("registry_damaged", reason=str(exc))
+                # finish or undo against a registry we can read (the next start does it).
+                log.error("registry_unreachable" if exc.code == "storage_error" else "registry_damaged",
+                          reason=str(exc))
                 return
             self._recover_journal()
             removed = self.store.clean_leftovers()
