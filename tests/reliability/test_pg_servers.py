@@ -1,5 +1,5 @@
-"""Real server processes whose monitoring store is PostgreSQL (MODEL_MCP_DATABASE_URL): their figures
-add up in the database, and a server whose database goes away keeps answering predicts.
+"""Real server processes on PostgreSQL (MODEL_MCP_DATABASE_URL: registry, audit trail, monitoring store):
+their figures add up in the database, and a server whose database goes away keeps answering predicts.
 
 Skipped without MODEL_MCP_TEST_POSTGRES_URL, required in CI (tests/postgres.py)."""
 
@@ -13,14 +13,25 @@ from model_mcp.core.manager import ModelManager
 from model_mcp.settings import Settings
 from tests.postgres import query
 from tests.reliability.serverproc import ServerProcess
-from tests.reliability.test_monitoring_faults import QUIET, ROWS, _deployed_home
+from model_mcp import samples
+from tests.reliability.test_monitoring_faults import QUIET, ROWS
 
 pytestmark = pytest.mark.slow  # server processes start in ~4 s each on a busy machine
 
 
+def _deployed_home(tmp_path: Path, home: Path, url: str) -> None:
+    """v1 imported into the home's models/ and deployed in the database's registry (the monitoring
+    store left untouched, so that only the servers under test write to it)."""
+    manager = ModelManager(Settings(home=home, isolated_probe=False, database_url=url, monitor_store=False))
+    manager.start()
+    manager.import_zip(path=str(samples.build_package(tmp_path / "v1.zip", version="v1", seed=1)))
+    manager.deploy(version="v1")
+    manager.close()
+
+
 def test_two_servers_write_one_monitoring_store_in_postgresql(tmp_path: Path, pg_url: str) -> None:
     home = tmp_path / "home"
-    _deployed_home(tmp_path, home)
+    _deployed_home(tmp_path, home, pg_url)
     env = {**QUIET, "MODEL_MCP_DATABASE_URL": pg_url}
     servers = [ServerProcess.spawn(home, env=env), ServerProcess.spawn(home, env=env)]
     try:
@@ -47,7 +58,7 @@ def test_a_server_whose_database_goes_away_keeps_serving_and_catches_up(tmp_path
                                                                        pg_relay) -> None:
     relay, url = pg_relay
     home = tmp_path / "home"
-    _deployed_home(tmp_path, home)
+    _deployed_home(tmp_path, home, pg_url)
     server = ServerProcess.spawn(home, env={**QUIET, "MODEL_MCP_DATABASE_URL": url})
     try:
         server.initialize()

@@ -203,6 +203,37 @@ async def test_a_server_started_while_the_database_is_away_starts_and_recovers(t
         manager.close()
 
 
+async def test_an_interrupted_publish_is_undone_when_another_home_registered_the_version(tmp_path: Path, pg_url: str,
+                                                                                       packages) -> None:
+    """A publish journal is judged against the database: a version registered by another home (another
+    imported_at) does not make this home's half-published folder its files; this home's own entry does."""
+    import json
+
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    a = ModelManager(Settings(home=home_a, database_url=pg_url))
+    a.start()
+    try:
+        async with Client(build_server(a)) as client:
+            for version in ("n1", "n2"):
+                await call(client, "import_zip", content_base64=b64(packages(version=version, model_name=NET)))
+    finally:
+        a.close()
+    imported_at = {r[0]: r[1] for r in query(pg_url, "SELECT version, entry->>'imported_at' FROM registry_entries")}
+    # Home B was killed between its rename into models/ and its registry write, for both versions:
+    # n1's journal is another import's (A registered n1 meanwhile); n2's names A's entry (as if B's own).
+    for version, stamp in (("n1", "2026-01-01T00:00:00Z"), ("n2", imported_at["n2"])):
+        shutil.copytree(home_a / "models" / version, home_b / "models" / version)
+        (home_b / "staging").mkdir(parents=True, exist_ok=True)
+        (home_b / "staging" / f"publish-{version}.json").write_text(json.dumps(
+            {"version": version, "target": f"models/{version}", "imported_at": stamp}))
+    b = ModelManager(Settings(home=home_b, database_url=pg_url))
+    b.start()
+    b.close()
+    assert not (home_b / "models" / "n1").exists() and (home_b / "models" / "n2").is_dir()
+    assert sorted(p.name for p in (home_b / "staging").iterdir()) == []
+    assert sorted(r[0] for r in query(pg_url, "SELECT version FROM registry_entries")) == ["n1", "n2"]  # untouched
+
+
 def test_a_manager_on_a_database_url_does_not_load_psycopg_until_it_is_used(tmp_path: Path) -> None:
     """The server starts (and answers initialize) before the database is first asked: constructing
     the manager neither imports psycopg nor connects (the URL here points at nothing)."""

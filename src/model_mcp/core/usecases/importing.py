@@ -324,7 +324,10 @@ class ImportCases(UseCaseBase):
             existing = self._existing_import(version, package_fingerprint(contents.files))
             if existing is not None:
                 raise _AlreadyPresent(existing)
-            atomic_write_json(journal, {"version": version, "target": str(target.relative_to(self.store.home))})
+            # imported_at tells, at recovery, whether a registered entry is this publish's own (with
+            # PostgreSQL another home may have registered the version meanwhile, with other files).
+            atomic_write_json(journal, {"version": version, "target": str(target.relative_to(self.store.home)),
+                                        "imported_at": entry.imported_at})
             try:
                 self.store.models_dir.mkdir(parents=True, exist_ok=True)
                 os.rename(package_dir, target)
@@ -377,8 +380,10 @@ class ImportCases(UseCaseBase):
             except Exception:
                 journal.unlink(missing_ok=True)
                 continue
-            if version not in snapshot.entries:
-                log.warning("undo_interrupted_publish", version=version)
+            registered = snapshot.entries.get(version)
+            theirs = registered is not None and data.get("imported_at") not in (None, registered.imported_at)
+            if registered is None or theirs:
+                log.warning("undo_interrupted_publish", version=version, registered_elsewhere=theirs)
                 remove_tree(self.store.version_dir(version))
                 self.report_path_for(version).unlink(missing_ok=True)
             journal.unlink(missing_ok=True)
