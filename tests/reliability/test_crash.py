@@ -152,7 +152,7 @@ class Lab:
             return op, {"version": self.rng.choice(others)}
         if op == "rollback":
             try:
-                self.observer._rollback_target(snapshot)
+                self.auto_rollback_target(snapshot)
                 return op, {}
             except NoRollbackTargetError:
                 return op, {"to_version": self.rng.choice(others)}
@@ -162,8 +162,14 @@ class Lab:
         if op == "import_zip":
             return Path(arguments["path"]).stem
         if op == "rollback" and not arguments:
-            return self.observer._rollback_target(snapshot)
+            return self.auto_rollback_target(snapshot)
         return arguments.get("version") or arguments.get("to_version")
+
+    def auto_rollback_target(self, snapshot: Snapshot) -> str:
+        """Where `rollback` without arguments goes: back from the (one model's) deployed version."""
+        if snapshot.deployed is None:
+            raise NoRollbackTargetError("nothing is deployed")
+        return self.observer._rollback_target(snapshot, snapshot.deployed)
 
 
 def schedule(rng: random.Random) -> Iterator[tuple[str, bool]]:
