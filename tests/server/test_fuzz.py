@@ -39,7 +39,8 @@ IMPORT_CODES = frozenset({
     "invalid_manifest", "hash_mismatch", "invalid_version", "version_conflict", "untrusted_model",
     "model_load_failed", "storage_error",
 })
-PREDICT_CODES = frozenset({"invalid_input", "version_mismatch", "storage_error"})
+# not_found: a version written `name@alias` naming no model or no alias of it (several models at once).
+PREDICT_CODES = frozenset({"invalid_input", "version_mismatch", "storage_error", "not_found"})
 # What the store may hold at its top level (docs/operations.md, "The store").
 HOME_LAYOUT = frozenset({
     "registry.json", "registry.json.lock", "models", "reports", "staging", "history.jsonl", "backups", "scoring",

@@ -114,8 +114,8 @@ class Metadata(BaseModel):
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         for tag in value or []:
-            if not tag or len(tag) > 64:
-                raise ValueError("tags must be non-empty strings of at most 64 characters")
+            if not tag or len(tag) > 256:
+                raise ValueError("tags must be non-empty strings of at most 256 characters")
             _plain(tag)
         return value
 
