@@ -16,8 +16,10 @@ def test_the_demo_runs_the_whole_lifecycle(tmp_path):
     out = result.stdout
     assert "Done: the lifecycle ran end to end through MCP." in out
     for step in ("import_zip", "validate", "deploy", "predict", "rollback", "performance_report",
-                 "drift_report", "scan_training_service", "get_history"):
+                 "drift_report", "scan_training_service", "get_history", "rollout_report", "abort_rollout"):
         assert f"] {step} " in out, step
     assert "drifted features: ['bytes_in', 'packets_out']" in out
     assert "already_present=True" in out
+    assert "deployed per model: {'network-anomaly': '20261120_143022', 'payments': 'payments_20261125'}" in out
+    assert "answered by payments payments_20261125" in out
     assert (tmp_path / "demo" / "home" / "registry.json").exists()

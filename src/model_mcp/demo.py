@@ -1,8 +1,9 @@
 """`model-mcp demo`: the whole lifecycle, driven through a real MCP client over stdio.
 
-Builds two sample packages with the fixture builders, starts `model-mcp serve` as a subprocess on a
-temporary home, and walks through import, validate, deploy, predict, a second deploy, rollback and
-the reports, printing a short transcript. This module is a client: it prints to stdout freely; the
+Builds sample packages with the fixture builders, starts `model-mcp serve` as a subprocess on a
+temporary home, and walks through import, validate, deploy, predict, a second deploy, rollback,
+the reports, the training service, a second model served beside the first and a shadow rollout,
+printing a short transcript. This module is a client: it prints to stdout freely; the
 server's own stdout is the protocol pipe, and its logs go to a file in the home.
 """
 
@@ -159,6 +160,29 @@ async def run_demo(work: Path) -> None:
                 state = "complete" if package["complete"] else "INCOMPLETE"
                 _line(f"{package['location']:<45} {package['kind']:<6} {state:<10} version {package['version']}")
             _line(f"imported: {scan['imported']}")
+
+            # Several models at once, and a shadow rollout of the version the training service brought.
+            pay = samples.build_package(packages / "payments-v1.zip", version="payments_20261125", n_features=5,
+                                        model_name="payments", created_at="2026-11-25T08:00:00Z", seed=5)
+            await t.call("import_zip", {"path": str(pay)})
+            await t.call("deploy", {"version": "payments_20261125"})
+            both = await t.call("list_models", {"deployed_only": True})
+            _line(f"deployed per model: {both['deployed_versions']}")
+            pp = await t.call("predict", {"model_name": "payments", "rows": samples.sample_rows(3, n_features=5)},
+                              shown={"model_name": "payments", "rows": "<3 rows of 5 features>"})
+            _line(f"answered by {pp['model_name']} {pp['model_version']}")
+            candidate = scan["imported"][0]
+            sh = await t.call("deploy", {"version": candidate, "mode": "shadow"})
+            _line(f"{sh['deployed_version']} runs as a shadow: it scores every network-anomaly call, answers none")
+            for i in range(10):
+                await client.call_tool("predict", {"model_name": "network-anomaly",
+                                                   "rows": samples.sample_rows(50, seed=100 + i)})
+            rr = await t.call("rollout_report", {"model_name": "network-anomaly"})
+            agreement = "-" if rr["label_agreement"] is None else f"{rr['label_agreement']:.1%}"
+            _line(f"{rr['rows']} rows compared, label agreement {agreement}; verdict {rr['verdict']}: "
+                  f"{rr['reasons'][0][:110]}")
+            ab = await t.call("abort_rollout", {"model_name": "network-anomaly"})
+            _line(f"{ab['deployed_version']} serves network-anomaly alone again")
 
             history = await t.call("get_history", {"kind": "all", "limit": 6})
             for event in history["events"]:

@@ -75,6 +75,7 @@ class LiveRollout:
         self._thread: threading.Thread | None = None
         self._saved_at = 0.0
         self._busy = False
+        self._flush_now = False
         # The comparison (shadow): counters and the latest score pairs.
         self.compared_rows = 0
         self.agreeing_rows = 0
@@ -113,8 +114,8 @@ class LiveRollout:
             else:
                 self._queue.append((X, labels, scores))
                 self._queued_rows += n
-                if self._queued_rows >= BATCH_ROWS:
-                    self._wake.notify()
+                if self._queued_rows == n or self._queued_rows >= BATCH_ROWS:
+                    self._wake.notify()  # the first rows end an idle wait; a full batch, the flush wait
                 return
         if first:  # logged once per rollout and process; the count is in rollout_report
             log.warning("shadow_queue_full", model_name=self.model_name, version=self.version, queue_rows=QUEUE_ROWS)
@@ -135,13 +136,18 @@ class LiveRollout:
             with self._lock:
                 if not self._queue and not self._busy:
                     return
+                self._flush_now = True
+                self._wake.notify()
             time.sleep(0.005)
 
     def _take(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None:
         """The next batch; [] after an idle wait (time to save); None once stopped and empty."""
         with self._lock:
-            if self._queued_rows < BATCH_ROWS and not self._stop:
+            if self._queued_rows < BATCH_ROWS and not self._stop and not self._flush_now:
                 self._wake.wait(FLUSH_S if self._queue else SAVE_EVERY_S)
+                if self._queue and not self._flush_now and not self._stop and self._queued_rows < BATCH_ROWS:
+                    self._wake.wait(FLUSH_S)  # woken by the first rows: let a batch gather
+            self._flush_now = False
             if not self._queue:
                 return None if self._stop else []
             batch, rows = [], 0
