@@ -48,8 +48,10 @@ HOME_LAYOUT = frozenset({
     "history-index.jsonl", "history.lock",
 })
 
+# derandomize: the same examples in every run, so CI cannot pass or fail by the draw (the coverage check
+# below, at least three kinds of answers, depends on which mutations come up).
 FUZZ = settings(
-    max_examples=150, deadline=None, database=None, print_blob=True,
+    max_examples=150, deadline=None, database=None, print_blob=True, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
