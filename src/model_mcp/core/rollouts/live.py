@@ -114,8 +114,8 @@ class LiveRollout:
             else:
                 self._queue.append((X, labels, scores))
                 self._queued_rows += n
-                if self._queued_rows == n or self._queued_rows >= BATCH_ROWS:
-                    self._wake.notify()  # the first rows end an idle wait; a full batch, the flush wait
+                if self._queued_rows >= BATCH_ROWS:
+                    self._wake.notify()  # a full batch; fewer rows wait for the worker's next round
                 return
         if first:  # logged once per rollout and process; the count is in rollout_report
             log.warning("shadow_queue_full", model_name=self.model_name, version=self.version, queue_rows=QUEUE_ROWS)
@@ -144,9 +144,9 @@ class LiveRollout:
         """The next batch; [] after an idle wait (time to save); None once stopped and empty."""
         with self._lock:
             if self._queued_rows < BATCH_ROWS and not self._stop and not self._flush_now:
+                # With rows queued, a round every FLUSH_S; idle, every SAVE_EVERY_S (rows offered meanwhile
+                # wait at most that long: the shadow is off the request path; a report flushes at once).
                 self._wake.wait(FLUSH_S if self._queue else SAVE_EVERY_S)
-                if self._queue and not self._flush_now and not self._stop and self._queued_rows < BATCH_ROWS:
-                    self._wake.wait(FLUSH_S)  # woken by the first rows: let a batch gather
             self._flush_now = False
             if not self._queue:
                 return None if self._stop else []
