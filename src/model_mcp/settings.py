@@ -102,6 +102,10 @@ class Settings(BaseModel):
     # PostgreSQL (postgresql://user:password@host:port/db), shared by replicas: the monitoring store
     # lives there instead of monitoring.db. Unset: everything stays in the home, as before.
     database_url: str | None = Field(default=None, repr=False)
+    # The shared artifact folder (an NFS-style mount every replica reads): package files and reports
+    # live there instead of the home's models/ and reports/; each replica loads from a local copy in
+    # its home checked against the sha256 recorded at import (core/package_cache.py). Unset: the home.
+    artifact_root: Path | None = None
 
     # Transport.
     transport: Literal["stdio", "http"] = "stdio"
@@ -120,7 +124,7 @@ class Settings(BaseModel):
 
     log_level: str = "INFO"
 
-    @field_validator("home", "training_dir", mode="after")
+    @field_validator("home", "training_dir", "artifact_root", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Resolved once, here: children (the probe) run in other folders, and the server's own
@@ -183,6 +187,8 @@ class Settings(BaseModel):
                 values[key] = value
         if isinstance(values.get("training_dir"), str):
             values["training_dir"] = Path(values["training_dir"]).expanduser()
+        if isinstance(values.get("artifact_root"), str):
+            values["artifact_root"] = Path(values["artifact_root"]).expanduser()
         if isinstance(values.get("home"), str):
             values["home"] = Path(values["home"]).expanduser()
         return cls.model_validate(values)

@@ -22,6 +22,7 @@ from model_mcp.core.monitor_check import BackgroundCheck
 from model_mcp.core.monitoring import FeedbackStore
 from model_mcp.core.monitoring_store import MonitoringStore, Retention, open_store
 from model_mcp.core.monitoring_store.recorder import Recorder
+from model_mcp.core.package_cache import PackageCache
 from model_mcp.core.registry import Registry
 from model_mcp.core.schemas import DiscoveryProblem, RegistryEntry
 from model_mcp.core.runtime import Runtime
@@ -45,7 +46,8 @@ __all__ = ["ModelManager", "Progress"]
 class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, MonitoringCases, TrainingCases):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.home)
+        self.store = Store(settings.home, settings.artifact_root)
+        self.package_cache = PackageCache(self.store)
         self.registry, self.history = _registry_and_history(settings, self.store)
         self.limits = ArchiveLimits.from_settings(settings)
         self.runtime = Runtime(
@@ -81,7 +83,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         if self.monitor is None or interval <= 0:
             return None
         check = BackgroundCheck(self, interval_s=interval, drift_min_rows=self.settings.monitor_drift_min_rows,
-                                lock_path=self.store.home / "monitor-check.lock")
+                                lock_path=self.store.coordination_dir / "monitor-check.lock")
         check.start()
         return check
 

@@ -10,6 +10,12 @@ Layout under the home (the contract fixes the first two; the rest is ours, see t
     history-<n>.jsonl        its older segments; history-index.jsonl, history.lock
     staging/                 imports in progress; anything here at start is a leftover and removed
     backups/                 the old-format registry kept after migration, damaged registries
+
+With a shared artifact folder (MODEL_MCP_ARTIFACT_ROOT, for replicas on one database), `models/`,
+`reports/` and `staging/` are that folder's, beside its own lock file `artifacts.lock` (so a rename
+into models/ and the journals that guard it stay on one filesystem, under one lock for every
+replica); the home keeps `package-cache/` (the checked local copies each replica loads from) and
+its own files.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import errno
 import fcntl
 import json
 import os
+import hashlib
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -121,8 +129,12 @@ def storage_error(exc: OSError, doing: str) -> StorageError:
 class Store:
     """Paths under the home, plus the lock that serializes changes across threads and processes."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, artifacts: Path | None = None) -> None:
         self.home = Path(home).expanduser().absolute()
+        shared = Path(artifacts).expanduser().absolute() if artifacts is not None else self.home
+        # Where package files, reports and staging live: the home, or the shared artifact folder.
+        self.shared = shared
+        self.shared_artifacts = shared != self.home
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
         self._lock_fd: int | None = None
@@ -134,19 +146,29 @@ class Store:
 
     @property
     def lock_path(self) -> Path:
-        return self.home / "registry.json.lock"
+        return self.shared / "artifacts.lock" if self.shared_artifacts else self.home / "registry.json.lock"
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return self.shared / "models"
 
     @property
     def reports_dir(self) -> Path:
-        return self.home / "reports"
+        return self.shared / "reports"
 
     @property
     def staging_dir(self) -> Path:
-        return self.home / "staging"
+        return self.shared / "staging"
+
+    @property
+    def package_cache_dir(self) -> Path:
+        return self.home / "package-cache"
+
+    @property
+    def coordination_dir(self) -> Path:
+        """Where the one-per-deployment jobs' lock files live (background check, training watch):
+        the shared folder when there is one, so that one replica of all runs each job."""
+        return self.shared
 
     @property
     def backups_dir(self) -> Path:
@@ -163,9 +185,10 @@ class Store:
         return self.inside(self.reports_dir, check_version_name(version) + ".json")
 
     def resolve_entry_path(self, path: str) -> Path:
-        """A registry entry's `path`: relative to the home, or absolute as an old registry may have it."""
+        """A registry entry's `path`: relative to the home (or the shared artifact folder), or absolute
+        as an old registry may have it."""
         candidate = Path(path)
-        return candidate if candidate.is_absolute() else self.home / candidate
+        return candidate if candidate.is_absolute() else self.shared / candidate
 
     @staticmethod
     def inside(base: Path, name: str) -> Path:
@@ -183,11 +206,25 @@ class Store:
     # --- setup -----------------------------------------------------------------------------
     def ensure(self) -> None:
         try:
-            for folder in (self.home, self.models_dir, self.reports_dir, self.staging_dir):
-                folder.mkdir(parents=True, exist_ok=True)
-            self.lock_path.touch(exist_ok=True)
+            self.home.mkdir(parents=True, exist_ok=True)
+            if not self.shared_artifacts:
+                for folder in (self.models_dir, self.reports_dir, self.staging_dir):
+                    folder.mkdir(parents=True, exist_ok=True)
+                self.lock_path.touch(exist_ok=True)
         except OSError as exc:
             raise storage_error(exc, "creating the home folder") from exc
+        if self.shared_artifacts:
+            # A shared folder this replica cannot write (mounted read-only, permissions) must not stop
+            # it serving: imports then refuse with storage_error, loads read what is there.
+            try:
+                for folder in (self.models_dir, self.reports_dir, self.staging_dir):
+                    folder.mkdir(parents=True, exist_ok=True)
+                self.lock_path.touch(exist_ok=True)
+            except OSError as exc:
+                from model_mcp.logs import get_logger
+
+                get_logger(__name__).warning("artifact_root_not_writable", path=str(self.shared),
+                                             reason=exc.strerror or str(exc))
 
     def clean_leftovers(self) -> list[str]:
         """Remove what a killed process left: its staging folders and temp files of atomic writes.
@@ -197,14 +234,21 @@ class Store:
         since a live writer may be about to rename them. Journals are handled by the manager first.
         """
         removed: list[str] = []
+        with contextlib.suppress(OSError):
+            if self.package_cache_dir.is_dir():
+                for child in self.package_cache_dir.glob(_TMP_PREFIX + "*"):
+                    if not _owner_alive(child.name.removeprefix(_TMP_PREFIX)):
+                        remove_tree(child)
+                        removed.append(f"package-cache/{child.name}")
         if self.staging_dir.is_dir():
             for child in self.staging_dir.iterdir():
                 if child.name.endswith(".json"):
                     continue  # journals: the manager's recovery decides, under the lock
-                if _owner_alive(child.name):
+                if _owner_alive(child.name) and not _foreign_and_old(child):
                     continue
-                remove_tree(child)
-                removed.append(f"staging/{child.name}")
+                with contextlib.suppress(OSError):  # a shared folder this replica may not write
+                    remove_tree(child)
+                    removed.append(f"staging/{child.name}")
         cutoff = time.time() - 60
         for folder in (self.home, self.reports_dir, self.backups_dir):
             if folder.is_dir():
@@ -220,7 +264,7 @@ class Store:
         """A fresh folder under staging/ that is removed whatever happens."""
         try:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=self.staging_dir))
+            folder = Path(tempfile.mkdtemp(prefix=f"import-{owner_tag()}-", dir=self.staging_dir))
         except OSError as exc:
             raise storage_error(exc, "creating a staging folder") from exc
         try:
@@ -235,10 +279,10 @@ class Store:
         with self._thread_lock:
             if self._lock_depth == 0:
                 try:
-                    self.home.mkdir(parents=True, exist_ok=True)
+                    self.lock_path.parent.mkdir(parents=True, exist_ok=True)
                     fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
                 except OSError as exc:
-                    raise storage_error(exc, "opening the lock file") from exc
+                    fd = self._read_only_lock(exc)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._lock_fd = fd
             self._lock_depth += 1
@@ -252,12 +296,49 @@ class Store:
                     self._lock_fd = None
 
 
-def _owner_alive(name: str) -> bool:
-    """Whether a staging entry named `<kind>-<pid>-...` belongs to another process still running."""
-    parts = name.split("-", 2)
-    if len(parts) < 3 or not parts[1].isdigit():
+    def _read_only_lock(self, exc: OSError) -> int:
+        """A shared folder mounted read-only still has its lock file: flock needs no write access,
+        so deploys (which write only the database) go on; anything writing files there then fails."""
+        if self.shared_artifacts:
+            with contextlib.suppress(OSError):
+                return os.open(self.lock_path, os.O_RDONLY)
+        raise storage_error(exc, "opening the lock file") from exc
+
+
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# A staging entry of a process on another host (a replica sharing the artifact folder) is left alone
+# this long; its pid means nothing here.
+FOREIGN_STAGING_MAX_AGE_S = 24 * 3600
+
+
+def _foreign_and_old(path: Path) -> bool:
+    parts = path.name.split("-", 2)
+    host = parts[1].partition(".")[2] if len(parts) == 3 else ""
+    if not host or host == _HOST_TAG:
         return False
-    pid = int(parts[1])
+    try:
+        return time.time() - path.stat().st_mtime > FOREIGN_STAGING_MAX_AGE_S
+    except OSError:
+        return False
+
+
+def owner_tag() -> str:
+    """`<pid>.<host tag>`: names a staging entry's owner across the replicas sharing a folder."""
+    return f"{os.getpid()}.{_HOST_TAG}"
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether a staging entry named `<kind>-<pid>[.<host tag>]-...` belongs to another process
+    still running (on another host: whether it is younger than a day)."""
+    parts = name.split("-", 2)
+    if len(parts) < 3:
+        return False
+    pid_text, _, host = parts[1].partition(".")
+    if not pid_text.isdigit():
+        return False
+    if host and host != _HOST_TAG:
+        return True  # judged by age by the caller (below); never by a pid of another machine
+    pid = int(pid_text)
     if pid == os.getpid():
         return False
     try:

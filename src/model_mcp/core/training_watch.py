@@ -104,7 +104,7 @@ class TrainingWatch:
         self.manager = manager
         self.interval_s = interval_s
         self.max_per_tick = max_per_tick
-        self.lock_path = manager.settings.home / LOCK_NAME
+        self.lock_path = manager.store.coordination_dir / LOCK_NAME
         self.health: TrainingHealth = manager.training_health()
         self.imported = 0  # counts since start (also in each tick's log line)
         self.failed = 0

@@ -19,6 +19,7 @@ from model_mcp.core.errors import (
 )
 from model_mcp.core.history import History
 from model_mcp.core.monitoring import FeedbackStore
+from model_mcp.core.package_cache import PackageCache
 from model_mcp.core.registry import Registry, Snapshot
 from model_mcp.core.runtime import Runtime
 from model_mcp.core.schemas import (
@@ -107,6 +108,7 @@ class UseCaseBase:
     pending_discovery: dict[str, RegistryEntry]
     discovery_problems: list[DiscoveryProblem]
     catalog: Catalog
+    package_cache: PackageCache
 
     # --- guards --------------------------------------------------------------------------------
     def _require_writable(self, tool: str) -> None:
@@ -183,6 +185,15 @@ class UseCaseBase:
                                     "start is validating it; ask again in a moment.")
             raise NotFoundError(f"No version {version} is registered; list_models shows the registered versions.")
         return entry
+
+    def package_root(self, entry: RegistryEntry) -> Path:
+        """The folder to LOAD a version from (unpickle, validate, serve): its folder in the home, or,
+        with a shared artifact folder, this replica's local copy checked against the sha256 recorded
+        at import (core/package_cache.py). Plain reads of its JSON files may use the entry's path."""
+        folder = self.store.resolve_entry_path(entry.path)
+        if not self.store.shared_artifacts:
+            return folder
+        return self.package_cache.verified(entry.version, folder, entry.files)
 
     def _read_metadata(self, entry: RegistryEntry) -> dict[str, Any] | None:
         try:

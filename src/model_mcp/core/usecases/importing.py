@@ -284,6 +284,11 @@ class ImportCases(UseCaseBase):
         entry = snapshot.get(version)
         if entry is None:
             refuse_case_clash(snapshot, version)
+            if self.store.version_dir(version).exists() and self._publish_journal(version).exists():
+                # Called under the store's lock, which every publish holds from its journal to its
+                # registry write: a journal seen here is a killed process's (a replica SIGKILLed
+                # mid-import). Undo its half publish now rather than at that process's next start.
+                self._recover_journal()
             if self.store.version_dir(version).exists():
                 raise VersionConflictError(
                     f"A folder models/{version} exists but is not registered; run discover_models to register "
@@ -315,7 +320,7 @@ class ImportCases(UseCaseBase):
         """
         version = contents.version
         target = self.store.version_dir(version)
-        journal = self.store.staging_dir / f"publish-{version}.json"
+        journal = self._publish_journal(version)
         entry = new_entry(contents, outcome.report, path=f"models/{version}", source=source, origin=origin)
 
         with self.store.lock():
@@ -326,7 +331,7 @@ class ImportCases(UseCaseBase):
                 raise _AlreadyPresent(existing)
             # imported_at tells, at recovery, whether a registered entry is this publish's own (with
             # PostgreSQL another home may have registered the version meanwhile, with other files).
-            atomic_write_json(journal, {"version": version, "target": str(target.relative_to(self.store.home)),
+            atomic_write_json(journal, {"version": version, "target": str(target.relative_to(self.store.shared)),
                                         "imported_at": entry.imported_at})
             try:
                 self.store.models_dir.mkdir(parents=True, exist_ok=True)
@@ -355,6 +360,9 @@ class ImportCases(UseCaseBase):
                 raise
             journal.unlink(missing_ok=True)
         return entry
+
+    def _publish_journal(self, version: str) -> Path:
+        return self.store.inside(self.store.staging_dir, f"publish-{check_version_name(version)}.json")
 
     def _recover_journal(self) -> None:
         if not self.store.staging_dir.is_dir():
@@ -417,9 +425,13 @@ class ImportCases(UseCaseBase):
         if not self.store.models_dir.is_dir():
             return []
         known_paths = {self.store.resolve_entry_path(e.path).resolve() for e in snapshot.entries.values()}
+        # A folder an import is publishing (or a killed import left, until it is undone) is not
+        # placed by hand: its journal names it.
+        publishing = {j.name.removeprefix("publish-").removesuffix(".json")
+                      for j in _glob(self.store.staging_dir, "publish-*.json")}
         return [folder for folder in sorted(self.store.models_dir.iterdir())
                 if not (folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir())
-                and folder.resolve() not in known_paths]
+                and folder.resolve() not in known_paths and folder.name not in publishing]
 
     def _placed_entry(self, folder: Path, snapshot: Snapshot) -> RegistryEntry | None:
         """What list_models shows of a placed folder before discovery validated it: `imported`, from its
@@ -521,3 +533,10 @@ def new_entry(contents: PackageContents, report: ValidationReport, *, path: str,
         semantic_version=metadata.semantic_version, tags=metadata.tags, description=metadata.description,
         feature_names=list(metadata.feature_names),
     )
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    try:
+        return list(folder.glob(pattern))
+    except OSError:
+        return []

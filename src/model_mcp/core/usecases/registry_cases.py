@@ -24,6 +24,7 @@ from model_mcp.core.schemas import (
 )
 from model_mcp.core.store import (
     atomic_write_json,
+    owner_tag,
     remove_tree,
     storage_error,
 )
@@ -217,8 +218,8 @@ class RegistryCases(UseCaseBase):
         snapshot = self.read_registry()
         version = self.resolve_version(version, snapshot)
         entry = self._entry_or_not_found(snapshot, version)
-        root = self.store.resolve_entry_path(entry.path)
         progress(0, None, "validating")
+        root = self.package_root(entry)
         try:
             outcome = validate_package(root, version=version, settings=self.settings, deep=deep,
                                        recorded=entry.files)
@@ -282,7 +283,7 @@ class RegistryCases(UseCaseBase):
                 )
             folder = self.store.resolve_entry_path(entry.path)
             inside_models = folder.resolve().parent == self.store.models_dir.resolve()
-            trash = self.store.staging_dir / f"trash-{os.getpid()}-{version}"
+            trash = self.store.staging_dir / f"trash-{owner_tag()}-{version}"
             journal = self.store.staging_dir / f"delete-{version}.json"
             moved = False
             if inside_models and folder.is_dir():
@@ -307,6 +308,7 @@ class RegistryCases(UseCaseBase):
             remove_tree(trash)
             self.report_path_for(version).unlink(missing_ok=True)
             cache.remove_scorer(self.store.home / cache.FOLDER, version)
+            self.package_cache.remove(version)
             journal.unlink(missing_ok=True)
         detail = f"Deleted {entry.path}." if moved else (
             f"Removed the entry; its folder {entry.path} is outside models/ and was left in place.")

@@ -136,7 +136,7 @@ class ServingCases(UseCaseBase):
             return None
         started = time.perf_counter()
         try:
-            model_path = self.store.resolve_entry_path(entry.path) / "model.joblib"
+            model_path = self.package_root(entry) / "model.joblib"
             digest, size = hash_file(model_path)
         except (OSError, ModelMcpError):
             return None
@@ -170,7 +170,7 @@ class ServingCases(UseCaseBase):
         from model_mcp.core.archive import hash_file
         from model_mcp.core.errors import HashMismatchError
 
-        root = self.store.resolve_entry_path(entry.path)
+        root = self.package_root(entry)
         model_path = root / "model.joblib"
         if not model_path.is_file():
             raise NotFoundError(f"Version {entry.version} has no model.joblib on disk.")
@@ -354,7 +354,7 @@ class ServingCases(UseCaseBase):
                     + ("validate it again once fixed." if entry.status == "failed" else "import it again.")
                 )
             progress(0, None, "validating before deploy")
-            root = self.store.resolve_entry_path(entry.path)
+            root = self.package_root(entry)
             outcome = validate_package(root, version=version, settings=self.settings, deep=True,
                                        recorded=entry.files)
             report = outcome.report

@@ -142,7 +142,7 @@ class TrainingCases(UseCaseBase):
         )
 
     def _watch_lock_path(self):
-        return self.settings.home / LOCK_NAME
+        return self.store.coordination_dir / LOCK_NAME
 
     def _transfer(self, pkg: TrainingPackage, errors: list[ScanError]) -> ImportResult | None:
         started = time.perf_counter()
