@@ -36,6 +36,9 @@ def home(tmp_path: Path) -> Path:
 BOTH_STORES = {"test_feedback_per_deployment.py", "test_manager.py", "test_monitoring.py",
                "test_monitoring_store_tools.py", "test_multi_model.py", "test_registry_tools.py",
                "test_serving.py"}
+# And these once more on `shared`: PostgreSQL plus a shared artifact folder (MODEL_MCP_ARTIFACT_ROOT), where
+# package files and reports live outside the home and every load goes through the checked local copy.
+SHARED_ARTIFACTS = {"test_registry_tools.py", "test_serving.py", "test_multi_model.py"}
 FILE_ONLY_REASON = "a test of registry.json's or history.jsonl's own format; the registry is in PostgreSQL here"
 
 
@@ -47,13 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.path.name in BOTH_STORES and "store_backend" in metafunc.fixturenames:
         file_only = metafunc.definition.get_closest_marker("file_registry_only") is not None
-        metafunc.parametrize("store_backend", ["file"] if file_only else ["file", "postgresql"], indirect=True)
+        backends = ["file"] if file_only else ["file", "postgresql"]
+        if not file_only and metafunc.definition.path.name in SHARED_ARTIFACTS:
+            backends.append("shared")
+        metafunc.parametrize("store_backend", backends, indirect=True)
 
 
 @pytest.fixture
 def store_backend(request: pytest.FixtureRequest) -> str:
     backend = getattr(request, "param", None) or os.environ.get("MODEL_MCP_TEST_STORE", "file")
-    if backend == "postgresql" and request.node.get_closest_marker("file_registry_only") is not None:
+    if backend in ("postgresql", "shared") and request.node.get_closest_marker("file_registry_only") is not None:
         pytest.skip(FILE_ONLY_REASON)
     return backend
 
@@ -63,8 +69,10 @@ def make_settings(home: Path, request: pytest.FixtureRequest, store_backend: str
     """Settings on the test's home; with the `postgresql` store backend, database_url is the test's
     PostgreSQL database: the registry, the audit trail and the monitoring store live there."""
     def make(**overrides: Any) -> Settings:
-        if store_backend == "postgresql" and "database_url" not in overrides:
+        if store_backend in ("postgresql", "shared") and "database_url" not in overrides:
             overrides["database_url"] = request.getfixturevalue("pg_url")
+        if store_backend == "shared" and "artifact_root" not in overrides:
+            overrides["artifact_root"] = Path(overrides.get("home", home)).parent / "shared-artifacts"
         settings = Settings(home=overrides.pop("home", home), **overrides)
         if settings.database_url:
             _DATABASE_OF_HOME[Path(settings.home).expanduser().absolute()] = settings.database_url  # store_state
@@ -171,3 +179,10 @@ async def client(manager: ModelManager) -> AsyncIterator[Any]:
 
     async with Client(build_server(manager)) as connected:
         yield connected
+
+
+def package_folder(home: Path, version: str) -> Path:
+    """models/<version> of the test's packages: in the home, or in the shared artifact folder that the
+    `shared` store backend puts beside it."""
+    shared = home.parent / "shared-artifacts"
+    return (shared if shared.is_dir() else home) / "models" / version

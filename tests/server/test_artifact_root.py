@@ -103,17 +103,24 @@ async def test_a_shared_file_that_no_longer_matches_its_record_is_never_loaded(
             # Someone rewrites n2's pickle on the shared mount (another writer, a bad copy).
             tampered = shared / "models" / "n2" / "model.joblib"
             tampered.write_bytes(tampered.read_bytes()[:-1] + b"\x00")
+            # Refused as a home's changed file is: the failed `hashes` check, found by hashing only.
             code, sentence = await call_error(client_b, "deploy", version="n2")
-            assert code == "hash_mismatch" and "model.joblib of version n2" in sentence
-            assert "shared artifact folder" in sentence
+            assert code == "validation_failed" and "hashes" in sentence
             # Nothing changed: n1 still deployed and served, no copy of n2 kept.
             assert query(pg_url, "SELECT version FROM registry_entries WHERE status = 'deployed'") == [("n1",)]
             assert not (tmp_path / "b" / "package-cache" / "n2").exists()
             assert [p.name for p in (tmp_path / "b" / "package-cache").iterdir()
                     if p.name.startswith(".tmp")] == []
             assert await _served(client_b, "n1") == "n1"
-            code, _ = await call_error(client_a, "validate", version="n2")
-            assert code == "hash_mismatch"
+            report = await call(client_a, "validate", version="n2")
+            assert [c["name"] for c in report["checks"] if c["status"] == "fail"] == ["hashes"]
+            assert query(pg_url, "SELECT status FROM registry_entries WHERE version = 'n2'") == [("failed",)]
+            assert not (tmp_path / "a" / "package-cache" / "n2").exists()
+            # The process that loads without validating (following a deploy, a restart) refuses the
+            # same file by its own check: the copy is hashed while it is made.
+            with pytest.raises(Exception, match="does not match the sha256 recorded at import"):
+                entry = b.registry.read().entries["n2"]
+                b.package_root(entry)
     finally:
         a.close()
         b.close()

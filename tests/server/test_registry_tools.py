@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model_mcp import samples
-from tests.conftest import store_state
+from tests.conftest import package_folder, store_state
 from tests.helpers import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +91,7 @@ async def test_shallow_validation_skips_the_model(client, packages):
 
 async def test_a_file_changed_after_import_fails_validation_and_the_status(client, packages, home):
     await _import(client, packages)
-    model = home / "models" / "20261120_143022" / "model.joblib"
+    model = package_folder(home, "20261120_143022") / "model.joblib"
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
     report = await call(client, "validate", version="20261120_143022")
     assert report["passed"] is False

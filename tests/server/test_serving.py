@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model_mcp import samples
-from tests.conftest import store_state, stored_registry
+from tests.conftest import package_folder, store_state, stored_registry
 from tests.helpers import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +137,7 @@ async def test_a_tampered_model_is_refused_at_deploy_and_the_old_model_keeps_ser
     await _import(client, packages, "v1", seed=0)
     await _import(client, packages, "v2", seed=5)
     await call(client, "deploy", version="v1")
-    model = home / "models" / "v2" / "model.joblib"
+    model = package_folder(home, "v2") / "model.joblib"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))

@@ -6,11 +6,12 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_mcp.core.archive import ArchiveLimits
 from model_mcp.core.catalog import Catalog
 from model_mcp.core.errors import (
+    HashMismatchError,
     InvalidInputError,
     ModelMcpError,
     NoDeployedModelError,
@@ -34,6 +35,9 @@ from model_mcp.core.store import (
 )
 from model_mcp.logs import get_logger
 from model_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from model_mcp.core.validation import ValidationOutcome
 
 log = get_logger(__name__)
 
@@ -194,6 +198,25 @@ class UseCaseBase:
         if not self.store.shared_artifacts:
             return folder
         return self.package_cache.verified(entry.version, folder, entry.files)
+
+    def validation_root(self, entry: RegistryEntry, *, deep: bool) -> tuple[Path | None, ValidationOutcome | None]:
+        """(folder, None) to validate and load a version from, or (None, outcome) when its files in the
+        shared artifact folder no longer match the record: the same failed `hashes` report a home's
+        changed file gets (validate marks the version failed, deploy refuses with the report), built
+        by hashing only, so the changed file is never loaded."""
+        try:
+            return self.package_root(entry), None
+        except (HashMismatchError, NotFoundError):
+            if not self.store.shared_artifacts:
+                raise
+            from model_mcp.core.validation import validate_package
+
+            outcome = validate_package(self.store.resolve_entry_path(entry.path), version=entry.version,
+                                       settings=self.settings, deep=False, recorded=entry.files)
+            if outcome.report is None or outcome.report.passed:
+                raise  # the shared files match again by now: the caller's error says to try again
+            outcome.report = outcome.report.model_copy(update={"deep": deep})
+            return None, outcome
 
     def _read_metadata(self, entry: RegistryEntry) -> dict[str, Any] | None:
         try:

@@ -80,8 +80,9 @@ class RolloutCases(UseCaseBase):
                     f"A {(running.rollout or {}).get('mode')} of {running.version} is in progress for "
                     f"{entry.model_name}; promote or abort it first.")
             progress(0, None, "validating before the rollout")
-            root = self.package_root(entry)
-            outcome = validate_package(root, version=version, settings=self.settings, deep=True, recorded=entry.files)
+            root, failed = self.validation_root(entry, deep=True)
+            outcome = failed or validate_package(root, version=version, settings=self.settings, deep=True,
+                                                 recorded=entry.files)
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 raise ValidationFailedError(

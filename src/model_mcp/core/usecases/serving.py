@@ -354,9 +354,9 @@ class ServingCases(UseCaseBase):
                     + ("validate it again once fixed." if entry.status == "failed" else "import it again.")
                 )
             progress(0, None, "validating before deploy")
-            root = self.package_root(entry)
-            outcome = validate_package(root, version=version, settings=self.settings, deep=True,
-                                       recorded=entry.files)
+            root, failed = self.validation_root(entry, deep=True)
+            outcome = failed or validate_package(root, version=version, settings=self.settings, deep=True,
+                                                 recorded=entry.files)
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 failed = report.summary().failed_checks
