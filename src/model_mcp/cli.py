@@ -3,7 +3,7 @@
 `model-mcp serve` runs the MCP server (stdio by default). The operator commands (`import`, `list`,
 `validate`, ..., one per tool; see `model_mcp.commands` and docs/cli.md) call the same core use cases
 directly and print a readable answer, or JSON with `--json`; they are for people and scripts at a
-shell, not for MCP hosts.
+shell, not for MCP hosts. `migrate` moves a home into PostgreSQL and back (`commands/migrate.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from model_mcp import __version__
 from model_mcp.commands import log_level as operator_log_level
 from model_mcp.commands import register as register_operator_commands
 from model_mcp.commands import run as run_operator_command
+from model_mcp.commands.migrate import register as register_migrate
 from model_mcp.logs import setup_logging
 from model_mcp.settings import Settings
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(30 without a value; default: $MODEL_MCP_WATCH_TRAINING_S, else off)")
 
     register_operator_commands(commands)
+    register_migrate(commands)
 
     demo = commands.add_parser("demo", help="run the whole lifecycle through a real MCP client")
     demo.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
@@ -94,5 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from model_mcp.demo import main as demo_main
 
         return demo_main(args.keep)
+    if args.command == "migrate":
+        from model_mcp.commands.migrate import run as migrate
+
+        return migrate(args, settings)
 
     return run_operator_command(args, settings)

@@ -194,3 +194,20 @@ def test_tally_follows_the_trail_across_rotations_and_leaves_a_partial_line(tmp_
     history.path.write_bytes(b'{"event":"delete","outcome":"ok"}\n')  # shortened by hand
     position, counts = history.tally_from(position)
     assert counts == {("delete", "ok"): 1} and position.afresh
+
+
+def test_events_appended_as_they_are_keep_order_fields_rotation_and_the_index(tmp_path: Path) -> None:
+    """`append_events` (model-mcp migrate copying a database's trail into a home): every field kept,
+    `at` included; the current file rotates between blocks; indexed events reach the index."""
+    home = tmp_path / "home"
+    history = History(home / "history.jsonl", segment_bytes=4096)
+    history.record("import", version="v0", outcome="ok")
+    history.ensure_index()
+    copied = [{"at": f"2026-01-01T00:00:{i % 60:02d}.000000Z", "event": "deploy" if i % 10 == 0 else "import",
+               "version": f"v{i}", "outcome": "ok", "detail": "x" * 50, "previous": None} for i in range(1, 301)]
+    history.append_events(copied)
+    assert list(history.oldest_first())[1:] == copied
+    assert len(history.segments()) > 2, "the current file rotated between blocks"
+    assert history.events(kind="deployments", limit=None) == [e for e in reversed(copied) if e["event"] == "deploy"]
+    index = [json.loads(line) for line in history.index_path.read_text().splitlines()]
+    assert index == [e for e in copied if e["event"] == "deploy"]

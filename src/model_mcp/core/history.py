@@ -80,6 +80,37 @@ class History:
                       reason=str(storage_error(exc, "recording the audit trail")))
         return entry
 
+    def append_events(self, entries: list[dict[str, Any]]) -> None:
+        """Append events recorded elsewhere, in order and as they are (`at` and every field kept):
+        `model-mcp migrate` copying a database's trail into a home. Written in large blocks, each
+        fsynced, indexed events to the index first (as `record` does); the current segment rotates
+        between blocks. Unlike `record` this raises StorageError: nothing is committed yet that the
+        caller must still answer for."""
+        lines = [(entry, (json.dumps(entry, default=str, separators=(",", ":")) + "\n").encode()) for entry in entries]
+        if not lines:
+            return
+        block_bytes = max(4096, min(self.segment_bytes, 4 * 1024 * 1024))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                indexed = [line for entry, line in lines if entry.get("event") in INDEXED_EVENTS]
+                if indexed and self.index_path.exists():
+                    _append(self.index_path, b"".join(indexed))
+                block: list[bytes] = []
+                size = 0
+                for _, line in lines:
+                    block.append(line)
+                    size += len(line)
+                    if size >= block_bytes:
+                        self._rotate_if_full()
+                        _append(self.path, b"".join(block))
+                        block, size = [], 0
+                if block:
+                    self._rotate_if_full()
+                    _append(self.path, b"".join(block))
+        except OSError as exc:
+            raise storage_error(exc, "writing the audit trail") from exc
+
     def _rotate_if_full(self) -> None:
         """Under the lock: the current segment becomes `history-<n>.jsonl` once it is full."""
         try:
@@ -223,6 +254,11 @@ class History:
             except FileNotFoundError:
                 continue
             yield from _newest_first(path)
+
+    def oldest_first(self) -> Iterator[dict[str, Any]]:
+        """Every event, oldest first (copying the trail elsewhere: `model-mcp migrate`)."""
+        for entry, _ in self._oldest_first_raw():
+            yield entry
 
     def _oldest_first_raw(self) -> Iterator[tuple[dict[str, Any], bytes]]:
         for path in self.segments():

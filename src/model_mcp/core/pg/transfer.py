@@ -1,14 +1,14 @@
 """Copy a home's registry, audit trail and monitoring store into a PostgreSQL database.
 
-The first half of issue 16's `model-mcp migrate --to postgresql://...` (the package files, which
-go to the shared artifact folder, are not copied here). Safe to rerun:
+The database half of `model-mcp migrate --to postgresql://...` (core/pg/move.py copies the package
+files and reports into the shared artifact folder first, then calls this). Safe to rerun:
 
 - registry: the database's registry is made equal to the home's (either format, read as the
   server reads it) in one transaction. A database holding versions the home does not have is
   refused (`invalid_state`), nothing written: it is another registry, not an earlier copy.
 - audit trail: the home's events oldest first; the database's events must be a beginning of them
   (an earlier copy), and only the rest are appended, in one transaction. Otherwise refused.
-- monitoring: every table of `monitoring.db`, process ids renumbered, in one transaction, when
+- monitoring: every table of `monitoring.db` (states too), process ids renumbered, in one transaction, when
   the database holds no monitoring rows yet; a rerun finds them there and skips (an earlier copy,
   or replicas already writing).
 
@@ -29,6 +29,7 @@ from model_mcp.core.history import History
 from model_mcp.core.pg import connect
 from model_mcp.core.pg.registry import PostgresRegistry
 from model_mcp.core.registry import Registry, Snapshot
+from model_mcp.core.schemas import RegistryEntry
 from model_mcp.core.store import Store
 
 if TYPE_CHECKING:
@@ -47,13 +48,16 @@ class CopyReport:
     notes: list[str] = field(default_factory=list)
 
 
-def copy_home_to_database(home: Path, url: str) -> CopyReport:
-    """Copy the home's registry, audit trail and monitoring store into the database at `url`."""
+def copy_home_to_database(home: Path, url: str, *, entries: dict[str, RegistryEntry] | None = None) -> CopyReport:
+    """Copy the home's registry, audit trail and monitoring store into the database at `url`.
+
+    `entries`: the registry to copy instead of the home's as it reads (`model-mcp migrate` gives the
+    home's entries with their paths and files as the artifact folder holds them)."""
     import psycopg
 
     report = CopyReport()
     store = Store(home)
-    _copy_registry(store, url, report)
+    _copy_registry(store, url, report, entries)
     try:
         connection = connect(url)
     except psycopg.Error as exc:
@@ -69,8 +73,9 @@ def copy_home_to_database(home: Path, url: str) -> CopyReport:
     return report
 
 
-def _copy_registry(store: Store, url: str, report: CopyReport) -> None:
-    source = Registry(store).read()  # RegistryCorruptError for a damaged registry.json: nothing copied
+def _copy_registry(store: Store, url: str, report: CopyReport, entries: dict[str, RegistryEntry] | None) -> None:
+    # RegistryCorruptError for a damaged registry.json: nothing copied.
+    source = Snapshot(entries=entries) if entries is not None else Registry(store).read()
     target = PostgresRegistry(url, listen=False)
     written: list[int] = []
 
@@ -97,7 +102,7 @@ def _copy_registry(store: Store, url: str, report: CopyReport) -> None:
 
 
 def _copy_history(store: Store, connection: psycopg.Connection[Any], report: CopyReport) -> None:
-    events = [entry for entry, _ in History(store.history_path)._oldest_first_raw()]
+    events = list(History(store.history_path).oldest_first())
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (HISTORY_LOCK,))
         held = [json.loads(text) for (text,) in connection.execute(
@@ -125,6 +130,7 @@ _TABLES = {  # monitoring.db table -> (PostgreSQL table, columns in both, order)
     "drift_reports": ("monitoring_drift_reports", "version, deployment, at, summary", "id"),
     "alerts": ("monitoring_alerts", ("key, kind, severity, version, message, action, first_seen, last_seen, "
                                      "count, active"), "id"),
+    "states": ("monitoring_states", "key, value, updated_at", "key"),  # keys name no process id
 }
 
 
@@ -153,7 +159,10 @@ def _copy_monitoring(path: Path, connection: psycopg.Connection[Any], report: Co
                 "INSERT INTO monitoring_processes (pid, host, started_at, last_seen) VALUES (%s, %s, %s, %s) "
                 "RETURNING id", (pid, host, started_at, last_seen)).fetchone()[0]
         copied = {"processes": len(processes)}
+        present = {name for (name,) in source.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for table, (target, columns, order) in _TABLES.items():
+            if table not in present:
+                continue  # a monitoring.db of an older schema (no states yet)
             names = [c.strip() for c in columns.split(",")]
             rows = source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
             if table == "buckets":
