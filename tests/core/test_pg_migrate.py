@@ -50,11 +50,11 @@ def home(tmp_path: Path, packages) -> Path:
 
 
 def tree(root: Path) -> dict[str, tuple[str, int, int]]:
-    """Every file under root: (sha256, inode, mtime_ns), to see that a rerun touched nothing."""
+    """Every file under root but the lock files: (sha256, inode, mtime_ns), to see that a run touched nothing."""
     found = {}
     if root.exists():
         for path in sorted(root.rglob("*")):
-            if path.is_file():
+            if path.is_file() and path.name not in ("artifacts.lock", "registry.json.lock"):
                 stat = path.stat()
                 found[path.relative_to(root).as_posix()] = (hashlib.sha256(path.read_bytes()).hexdigest(),
                                                             stat.st_ino, stat.st_mtime_ns)
@@ -208,10 +208,9 @@ def test_the_database_moves_back_into_a_home_that_a_plain_server_serves(
             [r[1:] if table == "window_rows" else r for r in source_tables[table]], table
     assert len(copied_tables["buckets"]) == len(source_tables["buckets"])
 
-    # Rerun: nothing changes (the lock file is touched, SQLite's side files come and go).
+    # Rerun: nothing changes (SQLite's side files come and go).
     def files_of(folder: Path) -> dict[str, tuple[str, int, int]]:
-        return {name: value for name, value in tree(folder).items()
-                if name != "registry.json.lock" and not name.startswith("monitoring.db-")}
+        return {name: value for name, value in tree(folder).items() if not name.startswith("monitoring.db-")}
 
     files = files_of(back)
     again = database_to_home(pg_url, root, back)
@@ -247,3 +246,58 @@ def test_a_folder_holding_another_home_is_refused_with_nothing_written(
     with pytest.raises(InvalidStateError, match=r"holds versions the database does not \(Z\)") as refused:
         database_to_home(pg_url, root, other)
     assert refused.value.code == "invalid_state" and tree(other) == before
+
+
+async def _answers(manager: ModelManager, *versions: str) -> dict[str, dict]:
+    """Through a real MCP client: deploy each version in turn and predict ROWS with it."""
+    from mcp import Client
+
+    from model_mcp.server import build_server
+    from tests.helpers import call
+
+    found = {}
+    async with Client(build_server(manager)) as client:
+        for version in versions:
+            if (await call(client, "list_models")).get("deployed_version") != version:
+                assert (await call(client, "deploy", version=version))["deployed_version"] == version
+            answer = await call(client, "predict", rows=ROWS)
+            assert answer["model_version"] == version
+            found[version] = {"labels": answer["labels"], "scores": answer["scores"]}
+    return found
+
+
+@pytest.mark.anyio
+async def test_a_migrated_home_is_served_from_the_database_and_artifact_folder_and_again_as_a_plain_home(
+        home: Path, tmp_path: Path, pg_url: str) -> None:
+    root = tmp_path / "artifacts"
+    home_to_database(home, pg_url, root)
+    original = _manager(home)
+    expected = await _answers(original, "B", "A", "C")
+    original.close()
+
+    # A server on another home, with the database and the artifact folder: what the home served, it serves.
+    replica = ModelManager(Settings(home=tmp_path / "replica", database_url=pg_url, artifact_root=root,
+                                    isolated_probe=False, monitor_check_interval_s=0))
+    replica.start()
+    try:
+        listing = replica.list_models()
+        assert listing.total == 3 and listing.deployed_version == "B"
+        assert await _answers(replica, "B", "A") == {v: expected[v] for v in ("B", "A")}
+        assert (tmp_path / "replica" / "package-cache" / "A" / "model.joblib").is_file(), "loaded from its checked copy"
+        assert not (tmp_path / "replica" / "models").exists()
+        assert replica.get_model(version="C").validation is not None, "the report is in the artifact folder"
+    finally:
+        replica.close()
+
+    # Back into a plain home (A deployed there now): served without the URL.
+    back = tmp_path / "back"
+    report = database_to_home(pg_url, root, back)
+    assert report.versions == 3 and report.files_copied == report.files_verified
+    plain = _manager(back)
+    try:
+        assert plain.list_models().deployed_version == "A"
+        assert await _answers(plain, "A", "C", "B") == expected
+        deployments = [e["version"] for e in plain.get_history(kind="deployments", limit=10).events]
+        assert deployments[:4] == ["B", "C", "A", "B"], "the replica's deploy came back with the trail"
+    finally:
+        plain.close()

@@ -56,9 +56,9 @@ def _is_url(text: str | None) -> bool:
     return bool(text) and str(text).startswith(("postgresql://", "postgres://"))
 
 
-def _plan(args: argparse.Namespace, settings: Any, env: dict[str, str]) -> tuple[str, Any, Any, Path]:
+def _plan(args: argparse.Namespace, settings: Any) -> tuple[str, Any, Any, Path]:
     """(direction, source, target, artifact root) from the flags, then the settings and variables."""
-    root = args.artifact_root or getattr(settings, "artifact_root", None) or env.get("MODEL_MCP_ARTIFACT_ROOT") or None
+    root = args.artifact_root or settings.artifact_root
     if _is_url(args.to):
         if args.source is not None and _is_url(args.source):
             raise _Usage("--to is a database, so --from must be a home folder, not a URL.")
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             out(sys.stdout, json.dumps({"error": {"code": code, "message": line}}, indent=2))
 
     try:
-        direction, source, target, root = _plan(args, settings, env)
+        direction, source, target, root = _plan(args, settings)
         from model_mcp.core.pg import move
 
         if direction == "home_to_database":

@@ -37,11 +37,18 @@ from model_mcp.core.archive import hash_file
 from model_mcp.core.errors import HashMismatchError, InvalidStateError, VersionConflictError
 from model_mcp.core.package import list_package_files
 from model_mcp.core.schemas import FileInfo, RegistryEntry
-from model_mcp.core.store import _owner_alive, atomic_write_bytes, check_version_name, fsync_dir, storage_error
+from model_mcp.core.store import (
+    _owner_alive,
+    atomic_write_bytes,
+    check_version_name,
+    fsync_dir,
+    owner_tag,
+    storage_error,
+)
 
 _CHUNK = 1 << 20
-# `.migrate-<pid>-<token>`: a folder or file being copied, named with its owner's pid so that what a
-# killed run left is recognised (and removed) by the next.
+# `.migrate-<pid>.<host tag>-<token>`: a folder or file being copied, named with its owner (store.py's
+# owner_tag) so that what a killed run left is recognised and removed by the next run on that host.
 _TMP = ".migrate"
 
 
@@ -292,7 +299,7 @@ def _fsync_tree(root: Path) -> None:
 
 
 def _tmp_name() -> str:
-    return f"{_TMP}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{_TMP}-{owner_tag()}-{secrets.token_hex(4)}"
 
 
 def _leftover(name: str) -> bool:

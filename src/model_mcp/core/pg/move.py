@@ -128,10 +128,13 @@ def home_to_database(home: Path, url: str, artifact_root: Path) -> MigrationRepo
 
     tally = FileTally()
     plans = plan_packages(entries, store.home, tally)
-    copy_packages(plans, artifact_root, tally)
-    copy_reports(list(entries), store.reports_dir, artifact_root / "reports", tally)
-    report.add_files(tally)
-    copied = copy_home_to_database(store.home, url, entries=_as_copied(entries, plans))
+    # Under the artifact folder's lock, which every server's publish into models/ holds from the rename
+    # to the row: a server started meanwhile waits, and never takes a copied folder for one placed by hand.
+    with Store(store.home, artifact_root).lock():
+        copy_packages(plans, artifact_root, tally)
+        copy_reports(list(entries), store.reports_dir, artifact_root / "reports", tally)
+        report.add_files(tally)
+        copied = copy_home_to_database(store.home, url, entries=_as_copied(entries, plans))
     report.versions, report.registry_written = copied.registry_versions, copied.registry_written
     report.history_events, report.history_already = copied.history_events, copied.history_already
     report.monitoring_rows = copied.monitoring_rows
@@ -168,16 +171,17 @@ def database_to_home(url: str, artifact_root: Path, home: Path) -> MigrationRepo
             events = database_events(connection)
         except psycopg.Error as exc:
             raise _database_error(exc, "reading the audit trail") from exc
-        held = check_target(store, entries, events)
         tally = FileTally()
         plans = plan_packages(entries, Path(artifact_root), tally)
-        store.ensure()
-        copy_packages(plans, store.home, tally)
-        copy_reports(list(entries), Path(artifact_root) / "reports", store.reports_dir, tally)
-        report.add_files(tally)
         copied = HomeCopyReport()
-        write_registry(store, _as_copied(entries, plans), held, copied)
-        append_history(store, events, copied)
+        with store.lock():  # the home's own lock (the registry's too): a server started meanwhile waits
+            held = check_target(store, entries, events)
+            store.ensure()
+            copy_packages(plans, store.home, tally)
+            copy_reports(list(entries), Path(artifact_root) / "reports", store.reports_dir, tally)
+            report.add_files(tally)
+            write_registry(store, _as_copied(entries, plans), held, copied)
+            append_history(store, events, copied)
         after = "The registry, files and audit trail were copied"
         try:
             copy_monitoring(connection, store.home, copied)
