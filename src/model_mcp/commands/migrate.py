@@ -85,7 +85,8 @@ def _passwords(*texts: Any) -> list[str]:
             password = urlsplit(str(text)).password
             if password:
                 found += [password, unquote(password)]
-    return [p for p in found if p]
+    # Shorter ones would blank out ordinary letters of every line; they are never printed anyway (safe_url).
+    return [p for p in found if len(p) >= 4]
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
