@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -45,8 +45,9 @@ async def _served(client, want: str) -> str:
         await anyio.sleep(0.05)
 
 
-async def test_two_homes_share_one_artifact_folder_and_load_checked_local_copies(
-        tmp_path: Path, pg_url: str, packages) -> None:
+@contextlib.asynccontextmanager
+async def _two_servers(tmp_path: Path, pg_url: str, packages) -> AsyncIterator[tuple]:
+    """Managers on homes a and b, one database, one shared folder; n1 and n2 imported through a."""
     shared = tmp_path / "shared"
     a = _manager(tmp_path / "a", pg_url, shared)
     b = _manager(tmp_path / "b", pg_url, shared)
@@ -56,74 +57,70 @@ async def test_two_homes_share_one_artifact_folder_and_load_checked_local_copies
                 imported = await call(client_a, "import_zip", content_base64=b64(
                     packages(version=version, model_name=NET, seed=len(version))))
                 assert imported["path"] == f"models/{version}"
-            # The files are in the shared folder, published before their rows; neither home has models/.
-            assert sorted(p.name for p in (shared / "models").iterdir()) == ["n1", "n2"]
-            assert (shared / "reports" / "n1.json").is_file()
-            assert not (tmp_path / "a" / "models").exists() and not (tmp_path / "b" / "models").exists()
-            recorded = json.loads(query(pg_url, "SELECT entry::text FROM registry_entries WHERE version = 'n1'")[0][0])
-            assert recorded["files"]["model.joblib"]["sha256"]
-
-            # B deploys what A imported: loaded from B's own checked copy.
-            assert (await call(client_b, "deploy", version="n1"))["deployed_version"] == "n1"
-            cached = tmp_path / "b" / "package-cache" / "n1"
-            assert {p.name for p in cached.iterdir()} >= {"model.joblib", "metadata.json"}
-            assert (cached / "model.joblib").read_bytes() == (shared / "models" / "n1" / "model.joblib").read_bytes()
-            assert await _served(client_b, "n1") == "n1"
-            # A follows B's deploy, from its own copy.
-            assert await _served(client_a, "n1") == "n1"
-            assert (tmp_path / "a" / "package-cache" / "n1" / "model.joblib").is_file()
-
-            # get_model, the report and validate work from either.
-            got = await call(client_b, "get_model", version="n2")
-            assert got["validation"]["passed"] is True
-            assert (await call(client_b, "validate", version="n2"))["passed"] is True
-
-            # A deleted version's files go from the shared folder and the deleting home's cache.
-            await call(client_a, "deploy", version="n2")
-            await call(client_a, "delete_model", version="n1")
-            assert not (shared / "models" / "n1").exists() and not (shared / "reports" / "n1.json").exists()
-            assert not (tmp_path / "a" / "package-cache" / "n1").exists()
-            assert await _served(client_b, "n2") == "n2"
+            yield shared, a, b, client_a, client_b
     finally:
         a.close()
         b.close()
+
+
+async def test_two_homes_share_one_artifact_folder_and_load_checked_local_copies(
+        tmp_path: Path, pg_url: str, packages) -> None:
+    async with _two_servers(tmp_path, pg_url, packages) as (shared, _a, _b, client_a, client_b):
+        # The files are in the shared folder, published before their rows; neither home has models/.
+        assert sorted(p.name for p in (shared / "models").iterdir()) == ["n1", "n2"]
+        assert (shared / "reports" / "n1.json").is_file()
+        assert not (tmp_path / "a" / "models").exists() and not (tmp_path / "b" / "models").exists()
+        recorded = json.loads(query(pg_url, "SELECT entry::text FROM registry_entries WHERE version = 'n1'")[0][0])
+        assert recorded["files"]["model.joblib"]["sha256"]
+
+        # B deploys what A imported: loaded from B's own checked copy.
+        assert (await call(client_b, "deploy", version="n1"))["deployed_version"] == "n1"
+        cached = tmp_path / "b" / "package-cache" / "n1"
+        assert {p.name for p in cached.iterdir()} >= {"model.joblib", "metadata.json"}
+        assert (cached / "model.joblib").read_bytes() == (shared / "models" / "n1" / "model.joblib").read_bytes()
+        assert await _served(client_b, "n1") == "n1"
+        # A follows B's deploy, from its own copy.
+        assert await _served(client_a, "n1") == "n1"
+        assert (tmp_path / "a" / "package-cache" / "n1" / "model.joblib").is_file()
+
+        # get_model, the report and validate work from either.
+        got = await call(client_b, "get_model", version="n2")
+        assert got["validation"]["passed"] is True
+        assert (await call(client_b, "validate", version="n2"))["passed"] is True
+
+        # A deleted version's files go from the shared folder and the deleting home's cache.
+        await call(client_a, "deploy", version="n2")
+        await call(client_a, "delete_model", version="n1")
+        assert not (shared / "models" / "n1").exists() and not (shared / "reports" / "n1.json").exists()
+        assert not (tmp_path / "a" / "package-cache" / "n1").exists()
+        assert await _served(client_b, "n2") == "n2"
 
 
 async def test_a_shared_file_that_no_longer_matches_its_record_is_never_loaded(
         tmp_path: Path, pg_url: str, packages) -> None:
-    shared = tmp_path / "shared"
-    a = _manager(tmp_path / "a", pg_url, shared)
-    b = _manager(tmp_path / "b", pg_url, shared)
-    try:
-        async with Client(build_server(a)) as client_a, Client(build_server(b)) as client_b:
-            for version in ("n1", "n2"):
-                await call(client_a, "import_zip", content_base64=b64(
-                    packages(version=version, model_name=NET, seed=len(version))))
-            await call(client_a, "deploy", version="n1")
-            # Someone rewrites n2's pickle on the shared mount (another writer, a bad copy).
-            tampered = shared / "models" / "n2" / "model.joblib"
-            tampered.write_bytes(tampered.read_bytes()[:-1] + b"\x00")
-            # Refused as a home's changed file is: the failed `hashes` check, found by hashing only.
-            code, sentence = await call_error(client_b, "deploy", version="n2")
-            assert code == "validation_failed" and "hashes" in sentence
-            # Nothing changed: n1 still deployed and served, no copy of n2 kept.
-            assert query(pg_url, "SELECT version FROM registry_entries WHERE status = 'deployed'") == [("n1",)]
-            assert not (tmp_path / "b" / "package-cache" / "n2").exists()
-            assert [p.name for p in (tmp_path / "b" / "package-cache").iterdir()
-                    if p.name.startswith(".tmp")] == []
-            assert await _served(client_b, "n1") == "n1"
-            report = await call(client_a, "validate", version="n2")
-            assert [c["name"] for c in report["checks"] if c["status"] == "fail"] == ["hashes"]
-            assert query(pg_url, "SELECT status FROM registry_entries WHERE version = 'n2'") == [("failed",)]
-            assert not (tmp_path / "a" / "package-cache" / "n2").exists()
-            # The process that loads without validating (following a deploy, a restart) refuses the
-            # same file by its own check: the copy is hashed while it is made.
-            with pytest.raises(Exception, match="does not match the sha256 recorded at import"):
-                entry = b.registry.read().entries["n2"]
-                b.package_root(entry)
-    finally:
-        a.close()
-        b.close()
+    async with _two_servers(tmp_path, pg_url, packages) as (shared, _a, b, client_a, client_b):
+        await call(client_a, "deploy", version="n1")
+        # Someone rewrites n2's pickle on the shared mount (another writer, a bad copy).
+        tampered = shared / "models" / "n2" / "model.joblib"
+        tampered.write_bytes(tampered.read_bytes()[:-1] + b"\x00")
+        # Refused as a home's changed file is: the failed `hashes` check, found by hashing only.
+        code, sentence = await call_error(client_b, "deploy", version="n2")
+        assert code == "validation_failed" and "hashes" in sentence
+        # Nothing changed: n1 still deployed and served, no copy of n2 kept.
+        assert query(pg_url, "SELECT version FROM registry_entries WHERE status = 'deployed'") == [("n1",)]
+        assert not (tmp_path / "b" / "package-cache" / "n2").exists()
+        assert [p.name for p in (tmp_path / "b" / "package-cache").iterdir()
+                if p.name.startswith(".tmp")] == []
+        assert await _served(client_b, "n1") == "n1"
+        report = await call(client_a, "validate", version="n2")
+        assert [c["name"] for c in report["checks"] if c["status"] == "fail"] == ["hashes"]
+        assert query(pg_url, "SELECT status FROM registry_entries WHERE version = 'n2'") == [("failed",)]
+        assert not (tmp_path / "a" / "package-cache" / "n2").exists()
+        # The process that loads without validating (following a deploy, a restart) refuses the
+        # same file by its own check: the copy is hashed while it is made.
+        with pytest.raises(Exception, match="does not match the sha256 recorded at import"):
+            entry = b.registry.read().entries["n2"]
+            b.package_root(entry)
 
 
 async def test_a_damaged_local_copy_is_replaced_from_the_shared_folder_before_loading(

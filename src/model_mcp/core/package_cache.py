@@ -18,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 from model_mcp.core.errors import HashMismatchError, InvalidStateError, NotFoundError
 from model_mcp.core.schemas import FileInfo
-from model_mcp.core.store import Store, check_version_name, owner_tag, remove_tree, storage_error
+from model_mcp.core.store import Store, check_version_name, owned_temp_dir, remove_tree, storage_error
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
@@ -64,11 +63,7 @@ class PackageCache:
             remove_tree(self.store.inside(self.folder, check_version_name(version)))
 
     def _fill(self, version: str, source: Path, files: dict[str, FileInfo], target: Path) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".tmp-cache-{owner_tag()}-", dir=self.folder))
-        except OSError as exc:
-            raise storage_error(exc, "creating the local package cache") from exc
+        staging = owned_temp_dir(self.folder, ".tmp-cache", "creating the local package cache")
         try:
             for name, recorded in sorted(files.items()):
                 _copy_checked(version, name, self.store.inside(source, name), self.store.inside(staging, name),

@@ -262,11 +262,7 @@ class Store:
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """A fresh folder under staging/ that is removed whatever happens."""
-        try:
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix=f"import-{owner_tag()}-", dir=self.staging_dir))
-        except OSError as exc:
-            raise storage_error(exc, "creating a staging folder") from exc
+        folder = owned_temp_dir(self.staging_dir, "import", "creating a staging folder")
         try:
             yield folder
         finally:
@@ -320,6 +316,16 @@ def _foreign_and_old(path: Path) -> bool:
         return time.time() - path.stat().st_mtime > FOREIGN_STAGING_MAX_AGE_S
     except OSError:
         return False
+
+
+def owned_temp_dir(parent: Path, kind: str, doing: str) -> Path:
+    """A new folder `<kind>-<owner>-*` under `parent` (created): `clean_leftovers` keeps it while
+    its owner runs and removes it after."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-{owner_tag()}-", dir=parent))
+    except OSError as exc:
+        raise storage_error(exc, doing) from exc
 
 
 def owner_tag() -> str:
