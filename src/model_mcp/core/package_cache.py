@@ -16,7 +16,6 @@ processes of one home filling the same version at once both end with one complet
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -24,12 +23,10 @@ from pathlib import Path
 from model_mcp.core.errors import HashMismatchError, InvalidStateError, NotFoundError
 from model_mcp.core.schemas import FileInfo
 from model_mcp.core.store import Store, check_version_name, owned_temp_dir, remove_tree, storage_error
+from model_mcp.core.verified_copy import copy_hashing
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
-
-_CHUNK = 1024 * 1024
-
 
 class PackageCache:
     def __init__(self, store: Store) -> None:
@@ -82,21 +79,14 @@ class PackageCache:
 
 def _copy_checked(version: str, name: str, source: Path, destination: Path, recorded: FileInfo) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
     try:
-        reader = open(source, "rb")  # noqa: SIM115 - closed below, after the writer
+        reader = open(source, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise NotFoundError(f"Version {version} has no {name} in the shared artifact folder; it was not loaded.") \
             from None
-    with reader, open(destination, "wb") as writer:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            writer.write(chunk)
-        writer.flush()
-        os.fsync(writer.fileno())
-    if digest.hexdigest() != recorded.sha256 or (recorded.size is not None and size != recorded.size):
+    with reader:
+        digest, size = copy_hashing(reader, destination)
+    if digest != recorded.sha256 or (recorded.size is not None and size != recorded.size):
         raise HashMismatchError(
             f"{name} of version {version} in the shared artifact folder does not match the sha256 recorded at "
             "import; it was not loaded.", data={"file": name, "version": version})

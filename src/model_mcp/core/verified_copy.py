@@ -32,6 +32,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from model_mcp.core.archive import hash_file
 from model_mcp.core.errors import HashMismatchError, InvalidStateError, VersionConflictError
@@ -239,26 +240,34 @@ def _copy_one(plan: PackagePlan, name: str, folder: Path, tally: FileTally, plac
 def _copy_file(plan: PackagePlan, name: str, dest: Path, tally: FileTally) -> None:
     """Copy one file, hashing the bytes as they go, fsynced; refused unless they are the expected ones."""
     info = plan.expected[name]
-    digest, size = hashlib.sha256(), 0
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(plan.source / name, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise HashMismatchError(f"{plan.shown}/{name} (version {plan.version}) is missing from the source. Nothing "
                                 "was copied: restore it from a backup, or delete the version, then rerun.") from None
-    with os.fdopen(fd, "rb") as reader, open(dest, "xb") as writer:
+    with os.fdopen(fd, "rb") as reader:
+        digest, size = copy_hashing(reader, dest, "xb")
+    if digest != info.sha256 or size != info.size:
+        what = "recorded at import" if plan.recorded else "it had when this run hashed it (it changed meanwhile)"
+        raise HashMismatchError(f"{plan.shown}/{name} (version {plan.version}) does not match the sha256 {what}. "
+                                "Nothing was copied: restore it from a backup, or delete the version, then rerun.")
+    tally.files_copied += 1
+    tally.bytes_copied += size
+
+
+def copy_hashing(reader: BinaryIO, dest: Path, mode: str = "wb") -> tuple[str, int]:
+    """Copy `reader` to `dest`, fsynced; the sha256 and size of the bytes as they went (so the bytes
+    checked are the bytes written, not a second read that could differ)."""
+    digest, size = hashlib.sha256(), 0
+    with open(dest, mode) as writer:
         while chunk := reader.read(_CHUNK):
             digest.update(chunk)
             size += len(chunk)
             writer.write(chunk)
         writer.flush()
         os.fsync(writer.fileno())
-    if digest.hexdigest() != info.sha256 or size != info.size:
-        what = "recorded at import" if plan.recorded else "it had when this run hashed it (it changed meanwhile)"
-        raise HashMismatchError(f"{plan.shown}/{name} (version {plan.version}) does not match the sha256 {what}. "
-                                "Nothing was copied: restore it from a backup, or delete the version, then rerun.")
-    tally.files_copied += 1
-    tally.bytes_copied += size
+    return digest.hexdigest(), size
 
 
 def copy_reports(versions: list[str], source_dir: Path, target_dir: Path, tally: FileTally) -> None:
