@@ -31,11 +31,11 @@ def home(tmp_path: Path) -> Path:
 # Test files whose every test runs twice in one pytest run: on the home's own stores and on the test's
 # PostgreSQL database (tests/postgres.py), so both backends answer the same tests. MODEL_MCP_TEST_STORE=
 # postgresql puts every other test on PostgreSQL too.
-# On `postgresql` the registry, the audit trail and the monitoring store are all in the database
+# On `postgresql` the registry, the audit trail, the rollout policies and the monitoring store are all in the database
 # (MODEL_MCP_DATABASE_URL); a test of registry.json's own bytes or format is marked file_registry_only.
 BOTH_STORES = {"test_feedback_per_deployment.py", "test_manager.py", "test_monitoring.py",
                "test_monitoring_store_tools.py", "test_multi_model.py", "test_registry_tools.py",
-               "test_serving.py"}
+               "test_rollouts.py", "test_serving.py"}
 # And these once more on `shared`: PostgreSQL plus a shared artifact folder (MODEL_MCP_ARTIFACT_ROOT), where
 # package files and reports live outside the home and every load goes through the checked local copy.
 SHARED_ARTIFACTS = {"test_registry_tools.py", "test_serving.py", "test_multi_model.py"}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from model_mcp.core.errors import InvalidStateError, NotFoundError, StorageError
+from model_mcp.core.pg import Links
 from model_mcp.core.pg.history import PostgresHistory
 from model_mcp.core.pg.registry import PostgresRegistry
 from model_mcp.core.registry import Registry, Snapshot
@@ -479,6 +480,33 @@ def test_connections_the_server_closed_are_replaced_without_failing_a_call(regis
     registry.update(deploy("v1"))
     assert monitoring.window_count("v1", "d", "recent") == 0
     monitoring.close()
+
+
+def test_stores_sharing_links_ride_out_a_restart_and_a_call_nested_in_a_transaction_is_refused(
+        pg_url: str) -> None:
+    """The manager's stores share three connections (core/pg Links): each recovers from a restart on
+    its own, and a store used from inside another's transaction on the same connection is refused
+    (it would run inside that transaction, not on its own), with nothing written."""
+    links = Links(pg_url)
+    registry = PostgresRegistry(pg_url, listen=False, links=links)
+    history = PostgresHistory(pg_url, links=links)
+    registry.update(add_entry("v1", model_name="net", status="available"))
+    history.record("import", version="v1", outcome="ok")
+    assert query(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name = 'model-mcp'")[0][0] == 1  # both wrote on `write`
+    query(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    registry.update(deploy("v1"))
+    assert [e["event"] for e in history.events()] == ["import"]
+
+    def nested(snapshot: Any) -> None:
+        snapshot.entries.pop("v1")
+        history.record("delete", version="v1", outcome="ok")
+
+    with pytest.raises(RuntimeError, match="nested"):
+        registry.update(nested)
+    assert list(registry.read().entries) == ["v1"] and len(history.events()) == 1
+    links.close()
 
 
 def test_the_audit_trail_rides_out_a_restart_without_losing_an_event(pg_url: str) -> None:

@@ -24,7 +24,11 @@ from model_mcp.core.registry import Registry
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.core.store import Store
 from model_mcp.settings import Settings
+from model_mcp.core.pg.policies import PostgresPolicies
+from model_mcp.core.rollouts.policy import RolloutPolicy, read_policies
 from tests.postgres import query
+
+MODEL = "network-anomaly"  # the packages' model name
 
 
 def _home(tmp_path: Path, packages) -> tuple[Path, str]:
@@ -38,6 +42,7 @@ def _home(tmp_path: Path, packages) -> tuple[Path, str]:
     manager.record_feedback(request_id=answer["request_id"], labels=answer["labels"])
     manager.deploy(version="B")
     manager.predict(rows=samples.sample_rows(5))
+    manager.set_rollout_policy(model_name=MODEL, min_compared_rows=500, auto_promote=True)
     manager.close()
     return home, answer["request_id"]
 
@@ -49,6 +54,7 @@ def test_a_home_copied_into_postgresql_answers_alike_and_a_rerun_copies_nothing_
     assert report.registry_versions == 2 and report.registry_written == 2
     assert report.history_events > 0 and report.history_already == 0
     assert report.monitoring_rows["processes"] >= 1 and report.monitoring_rows["window_rows"] > 0
+    assert report.policies_copied == 1 and report.notes == []
 
     # The registry: the same entries in the same order, the same deployed version.
     source, copied = Registry(Store(home)).read(), PostgresRegistry(pg_url, listen=False)
@@ -74,6 +80,9 @@ def test_a_home_copied_into_postgresql_answers_alike_and_a_rerun_copies_nothing_
     assert X_pg.shape == (30, X_home.shape[1]) and np.array_equal(X_pg, X_home)
     assert np.array_equal(pg_store.labelled("A", request.deployment)[0],
                           sqlite_store.labelled("A", request.deployment)[0])
+    # The rollout policies: the same, field for field.
+    pg_policies = PostgresPolicies(pg_url)
+    assert pg_policies.read() == read_policies(home) and pg_policies.read()[MODEL].min_compared_rows == 500
 
     # A rerun: nothing written twice.
     counts = {table: query(pg_url, f"SELECT count(*) FROM {table}")[0][0]
@@ -81,7 +90,14 @@ def test_a_home_copied_into_postgresql_answers_alike_and_a_rerun_copies_nothing_
     again = copy_home_to_database(home, pg_url)
     assert again.registry_written == 0 and again.history_events == 0
     assert again.history_already == report.history_events and again.monitoring_rows == {}
+    assert again.policies_copied == 0 and not [n for n in again.notes if "policy" in n]
     assert counts == {table: query(pg_url, f"SELECT count(*) FROM {table}")[0][0] for table in counts}
+    # A policy changed through a replica since: a rerun keeps the database's and says so.
+    pg_policies.put(MODEL, RolloutPolicy(min_compared_rows=2000))
+    kept = copy_home_to_database(home, pg_url)
+    assert kept.policies_copied == 0 and [n for n in kept.notes if MODEL in n and "kept" in n]
+    assert pg_policies.read()[MODEL].min_compared_rows == 2000
+    pg_policies.close()
     # An event added to the home since: a rerun appends only it.
     home_history.record("delete", version="A", outcome="ok")
     assert copy_home_to_database(home, pg_url).history_events == 1

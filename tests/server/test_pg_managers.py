@@ -243,3 +243,85 @@ def test_a_manager_on_a_database_url_does_not_load_psycopg_until_it_is_used(tmp_
             "print(type(m.registry).__name__, type(m.history).__name__, 'psycopg' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["PostgresRegistry", "PostgresHistory", "False"]
+
+
+def _connections(url: str) -> int:
+    """The server's connections to this database from model-mcp (the test's own query is not one)."""
+    return query(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND application_name = 'model-mcp'")[0][0]
+
+
+def test_a_manager_holds_three_connections_and_the_listener(tmp_path: Path, pg_url: str, packages) -> None:
+    """docs/scaling.md's figure: every store of one manager shares three connections (changes, reads,
+    monitoring writes), plus the registry's listener, whatever the tools used."""
+    manager = ModelManager(Settings(home=tmp_path / "home", database_url=pg_url))
+    manager.start()
+    try:
+        manager.import_zip(path=str(packages(version="n1", model_name=NET)))
+        manager.deploy(version="n1")
+        for _ in range(3):
+            manager.predict(rows=ROW8)
+        assert manager.recorder is not None and manager.recorder.flush()
+        manager.performance_report(version="n1")
+        manager.get_history(kind="deployments")
+        manager.set_rollout_policy(model_name=NET, auto_promote=True)
+        manager.get_rollout_policy(model_name=NET)
+        assert _connections(pg_url) == 4
+    finally:
+        manager.close()
+    assert _connections(pg_url) == 0
+
+
+async def test_two_homes_on_one_database_share_the_rollout_policies(tmp_path: Path, pg_url: str, packages) -> None:
+    """A policy set through one replica is the other's (the database's table, not a file of a home),
+    audited in the one trail; nothing of it in either home."""
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    a, b = (ModelManager(Settings(home=home, database_url=pg_url)) for home in (home_a, home_b))
+    a.start()
+    b.start()
+    try:
+        async with Client(build_server(a)) as client_a, Client(build_server(b)) as client_b:
+            await call(client_a, "import_zip", content_base64=b64(packages(version="n1", model_name=NET)))
+            await call(client_a, "set_rollout_policy", model_name=NET, min_compared_rows=400, auto_promote=True)
+            seen = (await call(client_b, "get_rollout_policy", model_name=NET))["policy"]
+            assert seen["min_compared_rows"] == 400 and seen["auto_promote"] is True
+            await call(client_b, "set_rollout_policy", model_name=NET, min_agreement=0.9)  # replaces it whole
+            seen = (await call(client_a, "get_rollout_policy", model_name=NET))["policy"]
+            assert (seen["min_agreement"], seen["min_compared_rows"], seen["auto_promote"]) == (0.9, 1000, False)
+            await call(client_a, "set_rollout_policy", model_name=NET, clear=True)
+            assert (await call(client_b, "get_rollout_policy", model_name=NET))["policy"] is None
+            events = (await call(client_b, "get_history"))["events"]
+            assert [e["detail"] for e in events if e["event"] == "set_rollout_policy"] == [
+                f"rollout policy of {NET} removed", f"rollout policy of {NET} set", f"rollout policy of {NET} set"]
+        assert not (home_a / "rollout-policies.json").exists() and not (home_b / "rollout-policies.json").exists()
+        assert query(pg_url, "SELECT count(*) FROM rollout_policies")[0][0] == 0
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_with_the_database_away_a_policy_change_refuses_and_the_evaluation_goes_on(
+        tmp_path: Path, pg_relay, packages) -> None:
+    from model_mcp.core.monitor_check import BackgroundCheck
+
+    relay, url = pg_relay
+    manager = ModelManager(Settings(home=tmp_path / "home", database_url=url))
+    manager.start()
+    try:
+        async with Client(build_server(manager)) as client:
+            await call(client, "import_zip", content_base64=b64(packages(version="n1", model_name=NET)))
+            await call(client, "deploy", version="n1")
+            await call(client, "set_rollout_policy", model_name=NET, min_compared_rows=400)
+            relay.stop()
+            code, _ = await call_error(client, "set_rollout_policy", model_name=NET, min_compared_rows=800)
+            assert code == "storage_error"
+            code, _ = await call_error(client, "get_rollout_policy", model_name=NET)
+            assert code == "storage_error"
+            # The background check: no policy can act this time (logged), the rest of the check runs.
+            found = await anyio.to_thread.run_sync(
+                BackgroundCheck(manager, interval_s=3600, drift_min_rows=10_000).run_once)
+            assert found["rollout_actions"] == [] and found["version"] == "n1"
+            relay.start()
+            assert (await call(client, "get_rollout_policy", model_name=NET))["policy"]["min_compared_rows"] == 400
+    finally:
+        manager.close()

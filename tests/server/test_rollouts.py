@@ -156,6 +156,8 @@ async def test_a_policy_promotes_after_enough_agreeing_rows(client, importer, ma
                         auto_promote=True)
     assert policy["policy"]["auto_promote"] is True
     assert (await call(client, "get_rollout_policy", model_name=NET))["policy"]["min_compared_rows"] == 300
+    # Kept in the home's file, or (PostgreSQL) in the database's table that every replica reads.
+    assert (manager.store.home / "rollout-policies.json").exists() is not bool(manager.settings.database_url)
     await call(client, "deploy", version="v2", mode="shadow")
     check = BackgroundCheck(manager, interval_s=3600, drift_min_rows=10_000)
     for i in range(5):

@@ -54,6 +54,16 @@ _SEGMENT = re.compile(r"^history-(\d+)\.jsonl$")
 _BLOCK = 64 * 1024
 
 
+def events_of_kind(kind: HistoryKind, event_names: frozenset[str] | None = None) -> frozenset[str] | None:
+    """The events a `kind` filter keeps (None: every event); with kind `all`, `event_names` if given.
+    The one definition for both trails (this file's and core/pg/history.py's table)."""
+    if kind == "deployments":
+        return DEPLOYMENT_EVENTS
+    if kind == "transfers":
+        return TRANSFER_EVENTS
+    return event_names
+
+
 class History:
     def __init__(self, path: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.path = path
@@ -150,11 +160,7 @@ class History:
     def events(self, *, kind: HistoryKind = "all", limit: int | None = 100, version: str | None = None,
                event_names: frozenset[str] | None = None) -> list[dict[str, Any]]:
         """Newest first, filtered by kind, version or event names."""
-        wanted = event_names
-        if kind == "deployments":
-            wanted = DEPLOYMENT_EVENTS
-        elif kind == "transfers":
-            wanted = TRANSFER_EVENTS
+        wanted = events_of_kind(kind, event_names)
         found: list[dict[str, Any]] = []
         if limit is not None and limit <= 0:
             return found

@@ -12,20 +12,22 @@ shared state.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
+from model_mcp.core.alert_webhook import AlertWebhook
 from model_mcp.core.archive import ArchiveLimits
 from model_mcp.core.catalog import Catalog
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.history import History
-from model_mcp.core.alert_webhook import AlertWebhook
 from model_mcp.core.monitor_check import BackgroundCheck
 from model_mcp.core.monitoring import FeedbackStore
 from model_mcp.core.monitoring_store import MonitoringStore, Retention, open_store
 from model_mcp.core.monitoring_store.recorder import Recorder
 from model_mcp.core.package_cache import PackageCache
 from model_mcp.core.registry import Registry
-from model_mcp.core.schemas import DiscoveryProblem, RegistryEntry
+from model_mcp.core.rollouts.policy import FilePolicies, PolicyStore
 from model_mcp.core.runtime import Runtime
+from model_mcp.core.schemas import DiscoveryProblem, RegistryEntry
 from model_mcp.core.store import Store
 from model_mcp.core.training import training_dir_problem
 from model_mcp.core.usecases.base import Progress
@@ -38,6 +40,9 @@ from model_mcp.core.usecases.training import TrainingCases
 from model_mcp.logs import get_logger
 from model_mcp.settings import Settings
 
+if TYPE_CHECKING:
+    from model_mcp.core.pg import Links
+
 log = get_logger(__name__)
 
 __all__ = ["ModelManager", "Progress"]
@@ -48,7 +53,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         self.settings = settings
         self.store = Store(settings.home, settings.artifact_root)
         self.package_cache = PackageCache(self.store)
-        self.registry, self.history = _registry_and_history(settings, self.store)
+        self.registry, self.history, self.policies, links = _shared_stores(settings, self.store)
         self.limits = ArchiveLimits.from_settings(settings)
         self.runtime = Runtime(
             max_predict_rows=settings.max_predict_rows,
@@ -58,7 +63,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         )
         self.feedback = FeedbackStore()
         self.catalog = Catalog(self._read_metadata)
-        self.monitor, self.recorder = _monitoring(settings)
+        self.monitor, self.recorder = _monitoring(settings, links)
         self.runtime.recorder = self.recorder
         self.alert_listeners = []  # called with the alert records an evaluation changed
         self._alerts_lock = threading.Lock()
@@ -97,7 +102,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
             self.webhook.close()
         if self.monitor is not None:
             self.monitor.close()
-        for part in (self.registry, self.history):
+        for part in (self.registry, self.history, self.policies):
             close = getattr(part, "close", None)  # the PostgreSQL ones hold connections and a listener
             if close is not None:
                 close()
@@ -158,26 +163,33 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
             log.warning("home_registry_not_in_database", versions=len(missing), message=self.home_registry_warning)
 
 
-def _registry_and_history(settings: Settings, store: Store) -> tuple[Registry, History]:
-    """registry.json and history.jsonl in the home; with MODEL_MCP_DATABASE_URL, the registry and the
-    audit trail in PostgreSQL (core/pg/), which every manager on that database shares. The package
-    files, reports, staging and the publish journal stay in the home either way (docs/scaling.md)."""
+def _shared_stores(settings: Settings, store: Store) -> tuple[Registry, History, PolicyStore, Links | None]:
+    """registry.json, history.jsonl and rollout-policies.json in the home; with MODEL_MCP_DATABASE_URL,
+    the registry, the audit trail and the rollout policies in PostgreSQL (core/pg/), which every
+    manager on that database shares, over the connections (`Links`) the monitoring store shares too.
+    The package files, reports, staging and the publish journal are files either way, in the home or
+    the shared artifact folder (docs/scaling.md)."""
     if not settings.database_url:
-        return Registry(store), History(store.history_path, segment_bytes=settings.history_segment_bytes)
+        history = History(store.history_path, segment_bytes=settings.history_segment_bytes)
+        return Registry(store), history, FilePolicies(store), None
     # Imported only here: core/pg/ loads psycopg when it first connects, never at start-up without a URL.
+    from model_mcp.core.pg import Links
     from model_mcp.core.pg.history import PostgresHistory
+    from model_mcp.core.pg.policies import PostgresPolicies
     from model_mcp.core.pg.registry import PostgresRegistry
 
-    registry = PostgresRegistry(settings.database_url)
-    history = PostgresHistory(settings.database_url)
-    return registry, history  # type: ignore[return-value]  # the same interface, duck-typed
+    links = Links(settings.database_url)
+    registry = PostgresRegistry(settings.database_url, links=links)
+    history = PostgresHistory(settings.database_url, links=links)
+    policies = PostgresPolicies(settings.database_url, links=links)
+    return registry, history, policies, links  # type: ignore[return-value]  # the same interfaces, duck-typed
 
 
-def _monitoring(settings: Settings) -> tuple[MonitoringStore | None, Recorder | None]:
+def _monitoring(settings: Settings, links: Links | None) -> tuple[MonitoringStore | None, Recorder | None]:
     """The monitoring store and its recorder; none in read-only mode or with the store turned off."""
     if settings.read_only or not settings.monitor_store:
         return None, None
-    store = open_store(settings.home, settings.database_url)
+    store = open_store(settings.home, settings.database_url, links=links)
     retention = Retention(days=settings.monitor_retention_days, window_rows=settings.recent_window_rows,
                           baseline_rows=settings.baseline_rows, requests=settings.monitor_requests,
                           feedback_rows=settings.monitor_feedback_rows)

@@ -9,19 +9,24 @@ The PostgreSQL backend (`core/pg/monitoring.py`) is chosen by `open_store` when 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model_mcp.core.monitoring_store.base import MonitoringStore, Retention, StoreError
+
+if TYPE_CHECKING:
+    from model_mcp.core.pg import Links
 
 __all__ = ["MonitoringStore", "Retention", "StoreError", "open_store"]
 
 
-def open_store(home: Path, database_url: str | None = None) -> MonitoringStore:
+def open_store(home: Path, database_url: str | None = None, *, links: Links | None = None) -> MonitoringStore:
     """The store for a home, or for the database at `database_url` when one is given (replicas
-    share it). Opening is lazy: the file or the tables are created and migrated at first use."""
+    share it; `links`: the connections the manager's other stores use). Opening is lazy: the file
+    or the tables are created and migrated at first use."""
     if database_url:
         from model_mcp.core.pg.monitoring import PostgresMonitoringStore
 
-        return PostgresMonitoringStore(database_url)
+        return PostgresMonitoringStore(database_url, links=links)
     from model_mcp.core.monitoring_store.sqlite import SQLiteMonitoringStore
 
     return SQLiteMonitoringStore(home)

@@ -7,13 +7,20 @@ Schema: the files `migrations/NNNN_name.sql`, applied in order by `migrate`, eac
 transaction as its row in `schema_migrations`. The whole run holds a transaction-scoped advisory
 lock, so replicas starting at once apply each file exactly once (the others wait, then find it
 applied). A database migrated by a newer server (versions this one does not know) is used as it is.
+
+Connections: a manager's stores share one `Links` (three kept connections, each a `Link` behind its
+lock: `write` for registry, audit-trail and policy changes, `read` for their reads, `monitoring` for
+the monitoring store), and the registry's listener holds a fourth (docs/scaling.md, Connections).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import re
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from model_mcp.logs import get_logger
 
@@ -21,6 +28,7 @@ if TYPE_CHECKING:
     import psycopg
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 5
 IDLE_IN_TRANSACTION_S = 120
@@ -112,3 +120,76 @@ def _applied_max(connection: psycopg.Connection[Any]) -> int:
             return 0
         found = connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
     return int(found[0]) if found else 0
+
+
+class Link:
+    """One kept connection to the database behind a lock, opened (and the schema migrated) at first use.
+
+    `run(doing_fn, fail)` runs `fn(connection)` in one transaction. A kept connection that the server
+    closed meanwhile (a restart, an idle timeout) fails at BEGIN, before anything was sent: the call
+    is tried once more on a new connection. Any other failure raises `fail(exc)` (from exc); the
+    connection is dropped (the next call opens a new one, so the stores recover by themselves when the
+    database returns) unless the server only refused a statement (a constraint, a lock timeout): its
+    transaction is rolled back and the connection is sound.
+
+    Stores share links (`Links`), so `fn` must not use another store: its call would run on this
+    link inside the open transaction (as a savepoint), not on its own; that is refused.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: psycopg.Connection[Any] | None = None
+        self._lock = threading.RLock()
+        self._busy = False
+
+    def run(self, fn: Callable[[psycopg.Connection[Any]], T], fail: Callable[[Exception], Exception]) -> T:
+        import psycopg
+
+        with self._lock:
+            if self._busy:
+                raise RuntimeError("a database call inside another on the same connection (a nested transaction)")
+            self._busy = True
+            try:
+                for attempt in (1, 2):
+                    reused, begun = False, False
+                    try:
+                        connection = self._connection
+                        reused = connection is not None and not connection.closed
+                        if connection is None or not reused:
+                            connection = self._connection = connect(self.url)
+                        with connection.transaction():
+                            begun = True
+                            return fn(connection)
+                    except psycopg.Error as exc:
+                        refused = isinstance(exc, (psycopg.errors.IntegrityError, psycopg.errors.LockNotAvailable))
+                        if not refused:
+                            self.close()
+                        if (attempt == 1 and reused and not begun and not refused
+                                and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))):
+                            continue  # BEGIN failed on a connection the server closed: nothing was sent
+                        raise fail(exc) from exc
+                raise AssertionError("unreachable")
+            finally:
+                self._busy = False
+
+    def close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+
+
+class Links:
+    """The connections one manager's stores share (the registry's listener apart): at most three
+    per replica, however many stores and tools use them."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.write = Link(url)  # registry, audit trail and policy changes
+        self.read = Link(url)  # their reads (the registry's after a change, get_history, policies)
+        self.monitoring = Link(url)  # the monitoring store: the recorder's writes, the reports' reads
+
+    def close(self) -> None:
+        for link in (self.write, self.read, self.monitoring):
+            link.close()

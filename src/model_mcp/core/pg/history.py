@@ -12,15 +12,13 @@ still answer.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_mcp.core.errors import StorageError
-from model_mcp.core.history import DEPLOYMENT_EVENTS, TRANSFER_EVENTS, HistoryKind
-from model_mcp.core.pg import connect, safe_url
+from model_mcp.core.history import HistoryKind, events_of_kind
+from model_mcp.core.pg import Link, Links, safe_url
 from model_mcp.core.schemas import utc_now
 from model_mcp.logs import get_logger
 
@@ -31,50 +29,31 @@ log = get_logger(__name__)
 
 
 class PostgresHistory:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, links: Links | None = None) -> None:
         self.url = url
-        self._connection: psycopg.Connection[Any] | None = None
-        self._lock = threading.RLock()
+        self.links = links or Links(url)  # events written on `write`, read on `read`
 
     def __repr__(self) -> str:
         return f"PostgresHistory({safe_url(self.url)!r})"
 
-    def _run(self, doing: str, statement: str, params: Any) -> list[tuple[Any, ...]]:
-        import psycopg
+    def _run(self, link: Link, doing: str, statement: str, params: Any) -> list[tuple[Any, ...]]:
+        def run(connection: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            cursor = connection.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
 
-        with self._lock:
-            for attempt in (1, 2):
-                reused, begun = False, False
-                try:
-                    connection = self._connection
-                    reused = connection is not None and not connection.closed
-                    if connection is None or not reused:
-                        connection = self._connection = connect(self.url)
-                    with connection.transaction():
-                        begun = True
-                        cursor = connection.execute(statement, params)
-                        return cursor.fetchall() if cursor.description else []
-                except psycopg.Error as exc:
-                    self.close()
-                    if attempt == 1 and reused and not begun and isinstance(exc, psycopg.OperationalError):
-                        continue  # a kept connection the server closed meanwhile: once more on a new one
-                    raise StorageError(f"The audit trail's database is unreachable while {doing} "
-                                       f"({str(exc).strip()[:200]}).") from exc
-            raise AssertionError("unreachable")
+        return link.run(run, lambda exc: StorageError(
+            f"The audit trail's database is unreachable while {doing} ({str(exc).strip()[:200]})."))
 
     def close(self) -> None:
-        with self._lock:
-            connection, self._connection = self._connection, None
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    connection.close()
+        self.links.write.close()
+        self.links.read.close()
 
     # --- writing -------------------------------------------------------------------------------
     def record(self, event: str, *, version: str | None, outcome: str, detail: str = "",
                **extra: Any) -> dict[str, Any]:
         entry = {"at": utc_now(), "event": event, "version": version, "outcome": outcome, "detail": detail, **extra}
         try:
-            self._run("recording the audit trail",
+            self._run(self.links.write, "recording the audit trail",
                       "INSERT INTO history_events (at, event, version, outcome, entry) VALUES (%s, %s, %s, %s, %s)",
                       (entry["at"], event, version, outcome, json.dumps(entry, default=str, separators=(",", ":"))))
         except StorageError as exc:
@@ -90,11 +69,7 @@ class PostgresHistory:
     def events(self, *, kind: HistoryKind = "all", limit: int | None = 100, version: str | None = None,
                event_names: frozenset[str] | None = None) -> list[dict[str, Any]]:
         """Newest first, filtered by kind, version or event names. Raises StorageError when unreachable."""
-        wanted = event_names
-        if kind == "deployments":
-            wanted = DEPLOYMENT_EVENTS
-        elif kind == "transfers":
-            wanted = TRANSFER_EVENTS
+        wanted = events_of_kind(kind, event_names)
         if limit is not None and limit <= 0:
             return []
         where, params = ["true"], []
@@ -108,7 +83,7 @@ class PostgresHistory:
         if limit is not None:
             query += " LIMIT %s"
             params.append(limit)
-        return [json.loads(text) for (text,) in self._run("reading the audit trail", query, params)]
+        return [json.loads(text) for (text,) in self._run(self.links.read, "reading the audit trail", query, params)]
 
     def tally_from(self, offset: int) -> tuple[int, dict[tuple[str, str], int]]:
         """Events by (event, outcome) with an id above `offset` (the last id counted); and the new offset.
@@ -117,10 +92,10 @@ class PostgresHistory:
         whose transaction commits after a later id was counted is missed by the counters (never by
         `events`); counters are for rates, not for the record.
         """
-        top = self._run("counting the audit trail", "SELECT COALESCE(MAX(id), 0) FROM history_events", None)[0][0]
+        top = self._run(self.links.read, "counting the audit trail", "SELECT COALESCE(MAX(id), 0) FROM history_events", None)[0][0]
         if top < offset:
             offset = 0
-        rows = self._run("counting the audit trail",
+        rows = self._run(self.links.read, "counting the audit trail",
                          "SELECT event, outcome, count(*) FROM history_events WHERE id > %s AND id <= %s "
                          "GROUP BY event, outcome", (offset, top))
         return int(top), {(str(event), str(outcome)): int(n) for event, outcome, n in rows}

@@ -1,11 +1,11 @@
 """The PostgreSQL backend of the monitoring store: the same records and semantics as sqlite.py, in
 one database that every replica writes to (`monitoring_*` tables, migrations/0001).
 
-Two connections, as the SQLite store has: one for the recorder's writes (and the reads that
-belong with them), one for the use cases' reads, each behind its own lock. A connection that fails
-is dropped and the next call opens a new one, so the store recovers by itself when the server
-returns. Every psycopg error becomes `StoreUnavailable` (the recorder then keeps figures in memory);
-there is no damaged file to set aside, so `StoreDamaged` never comes from here.
+One connection (the manager's `Links.monitoring`, core/pg/__init__.py) for the recorder's writes
+and the use cases' reads, behind its lock, so a report never keeps the registry's reads waiting. A
+connection that fails is dropped and the next call opens a new one, so the store recovers by itself
+when the server returns. Every psycopg error becomes `StoreUnavailable` (the recorder then keeps
+figures in memory); there is no damaged file to set aside, so `StoreDamaged` never comes from here.
 
 Where SQLite serialises writers with its file lock, this store takes row locks and, for alerts and
 feedback, a transaction-scoped advisory lock, so replicas evaluating at once keep one open episode
@@ -14,9 +14,7 @@ per alert and one bounded feedback set per deployment.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,7 +34,7 @@ from model_mcp.core.monitoring_store.base import (
     StoreUnavailable,
     Which,
 )
-from model_mcp.core.pg import ALERTS_LOCK, connect, safe_url
+from model_mcp.core.pg import ALERTS_LOCK, Links, safe_url
 from model_mcp.logs import get_logger
 
 if TYPE_CHECKING:
@@ -55,51 +53,24 @@ def _int8(values: np.ndarray) -> bytes:
 class PostgresMonitoringStore(MonitoringStore):
     """The monitoring store in the database at `url`, connected (and migrated) at first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, links: Links | None = None) -> None:
         self.url = url
-        self._connections: dict[str, psycopg.Connection[Any]] = {}
-        self._locks = {"write": threading.RLock(), "read": threading.RLock()}
+        self.link = (links or Links(url)).monitoring
 
     def __repr__(self) -> str:
         return f"PostgresMonitoringStore({safe_url(self.url)!r})"
 
     # --- connections -------------------------------------------------------------------------------
-    def _run(self, role: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        import psycopg
-
-        with self._locks[role]:
-            for attempt in (1, 2):
-                reused, begun = False, False
-                try:
-                    connection = self._connections.get(role)
-                    reused = connection is not None and not connection.closed
-                    if not reused:
-                        connection = self._connections[role] = connect(self.url)
-                    with connection.transaction():
-                        begun = True
-                        return fn(connection)
-                except psycopg.Error as exc:
-                    self._drop(role)
-                    if attempt == 1 and reused and not begun and isinstance(exc, psycopg.OperationalError):
-                        continue  # a kept connection the server closed meanwhile: once more on a new one
-                    raise StoreUnavailable(
-                        f"the monitoring database is unavailable: {str(exc).strip()[:300]}") from exc
-            raise AssertionError("unreachable")
-
-    def _drop(self, role: str) -> None:
-        connection = self._connections.pop(role, None)
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        return self.link.run(fn, lambda exc: StoreUnavailable(
+            f"the monitoring database is unavailable: {str(exc).strip()[:300]}"))
 
     def close(self) -> None:
-        for role in ("write", "read"):
-            with self._locks[role]:
-                self._drop(role)
+        self.link.close()
 
     # --- writing -------------------------------------------------------------------------------------
     def register_process(self, *, pid: int, host: str, started_at: str) -> int:
-        return self._run("write", lambda c: int(c.execute(
+        return self._run(lambda c: int(c.execute(
             "INSERT INTO monitoring_processes (pid, host, started_at, last_seen) VALUES (%s, %s, %s, %s) "
             "RETURNING id", (pid, host, started_at, started_at)).fetchone()[0]))
 
@@ -134,7 +105,7 @@ class PostgresMonitoringStore(MonitoringStore):
                         "n_rows = excluded.n_rows, labels = excluded.labels", requests)
                 cursor.execute("UPDATE monitoring_processes SET last_seen = %s WHERE id = %s", (now, process))
 
-        self._run("write", write)
+        self._run(write)
 
     @staticmethod
     def _add_bucket(cursor: psycopg.Cursor[Any], b: BucketRow, process: int) -> None:
@@ -204,10 +175,10 @@ class PostgresMonitoringStore(MonitoringStore):
                     "(SELECT 1 FROM monitoring_buckets b WHERE b.process = p.id)", (_iso(cutoff),)).rowcount
             return removed
 
-        return self._run("write", prune)
+        return self._run(prune)
 
     def window_count(self, version: str, deployment: str, which: Which) -> int:
-        return self._run("write", lambda c: int(c.execute(
+        return self._run(lambda c: int(c.execute(
             "SELECT COUNT(*) FROM monitoring_window_rows WHERE version = %s AND deployment = %s AND kind = %s",
             (version, deployment, _KIND[which])).fetchone()[0]))
 
@@ -220,7 +191,7 @@ class PostgresMonitoringStore(MonitoringStore):
         if deployment is not None:
             query += " AND deployment = %s"
             params.append(deployment)
-        found = self._run("read", lambda c: c.execute(query, params).fetchall())
+        found = self._run(lambda c: c.execute(query, params).fetchall())
         n = len(found)
         latency = np.zeros((n, histogram.N_BINS), dtype=np.int64)
         for i, row in enumerate(found):
@@ -239,7 +210,7 @@ class PostgresMonitoringStore(MonitoringStore):
     def processes(self, ids: list[int]) -> list[ProcessInfo]:
         if not ids:
             return []
-        found = self._run("read", lambda c: c.execute(
+        found = self._run(lambda c: c.execute(
             "SELECT pid, host, started_at, last_seen FROM monitoring_processes WHERE id = ANY(%s) "
             "ORDER BY started_at", ([int(i) for i in ids],)).fetchall())
         return [ProcessInfo(pid=p, host=h, started_at=s, last_seen=last) for p, h, s, last in found]
@@ -247,7 +218,7 @@ class PostgresMonitoringStore(MonitoringStore):
     def window(self, version: str, deployment: str, which: Which,
                limit: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         order = "DESC" if which == "recent" else "ASC"
-        found = self._run("read", lambda c: c.execute(
+        found = self._run(lambda c: c.execute(
             f"SELECT x, score, label FROM monitoring_window_rows WHERE version = %s AND deployment = %s "
             f"AND kind = %s ORDER BY id {order} LIMIT %s", (version, deployment, _KIND[which], limit)).fetchall())
         if which == "recent":
@@ -262,7 +233,7 @@ class PostgresMonitoringStore(MonitoringStore):
         return X, scores, labels
 
     def request(self, request_id: str) -> RequestRow | None:
-        found = self._run("read", lambda c: c.execute(
+        found = self._run(lambda c: c.execute(
             "SELECT version, deployment, at, n_rows, labels FROM monitoring_requests WHERE request_id = %s",
             (request_id,)).fetchone())
         if found is None:
@@ -297,10 +268,10 @@ class PostgresMonitoringStore(MonitoringStore):
                 "SELECT COALESCE(SUM(n_rows), 0) FROM monitoring_feedback WHERE version = %s AND deployment = %s",
                 key).fetchone()[0])
 
-        return self._run("write", record)
+        return self._run(record)
 
     def labelled(self, version: str, deployment: str) -> tuple[np.ndarray, np.ndarray] | None:
-        found = self._run("read", lambda c: c.execute(
+        found = self._run(lambda c: c.execute(
             "SELECT truth, predicted FROM monitoring_feedback WHERE version = %s AND deployment = %s ORDER BY at",
             (version, deployment)).fetchall())
         if not found:
@@ -311,25 +282,25 @@ class PostgresMonitoringStore(MonitoringStore):
 
     def save_drift_summary(self, version: str, deployment: str, *, at: str, summary: dict[str, Any]) -> None:
         text = json.dumps(summary, default=str)
-        self._run("write", lambda c: c.execute(
+        self._run(lambda c: c.execute(
             "INSERT INTO monitoring_drift_reports (version, deployment, at, summary) VALUES (%s, %s, %s, %s)",
             (version, deployment, at, text)))
 
     def drift_summaries(self, version: str, limit: int) -> list[dict[str, Any]]:
         # ::text, so the summary comes back as written (keys in their order), parsed here.
-        found = self._run("read", lambda c: c.execute(
+        found = self._run(lambda c: c.execute(
             "SELECT summary::text FROM monitoring_drift_reports WHERE version = %s ORDER BY id DESC LIMIT %s",
             (version, limit)).fetchall())
         return [json.loads(text) for (text,) in found]
 
     def put_state(self, key: str, value: dict[str, Any], *, now: str) -> None:
         text = json.dumps(value, default=str)
-        self._run("write", lambda c: c.execute(
+        self._run(lambda c: c.execute(
             "INSERT INTO monitoring_states (key, value, updated_at) VALUES (%s, %s, %s) ON CONFLICT (key) "
             "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at", (key, text, now)))
 
     def states(self, prefix: str) -> dict[str, dict[str, Any]]:
-        found = self._run("read", lambda c: c.execute(
+        found = self._run(lambda c: c.execute(
             "SELECT key, value FROM monitoring_states WHERE left(key, %s) = %s", (len(prefix), prefix)).fetchall())
         return {key: json.loads(text) for key, text in found}
 
@@ -368,10 +339,10 @@ class PostgresMonitoringStore(MonitoringStore):
                 changed.append(int(alert_id))
             return changed
 
-        ids = self._run("write", raise_)
+        ids = self._run(raise_)
         if not ids:
             return []
-        return self._select_alerts("id = ANY(%s)", [ids], limit=len(ids), role="write")
+        return self._select_alerts("id = ANY(%s)", [ids], limit=len(ids))
 
     def alerts(self, *, version: str | None = None, active_only: bool = False, severity: str | None = None,
                limit: int = 100) -> list[AlertRecord]:
@@ -384,10 +355,10 @@ class PostgresMonitoringStore(MonitoringStore):
         if severity is not None:
             where.append("severity = %s")
             params.append(severity)
-        return self._select_alerts(" AND ".join(where), params, limit=limit, role="read")
+        return self._select_alerts(" AND ".join(where), params, limit=limit)
 
-    def _select_alerts(self, where: str, params: list[Any], *, limit: int, role: str) -> list[AlertRecord]:
-        found = self._run(role, lambda c: c.execute(
+    def _select_alerts(self, where: str, params: list[Any], *, limit: int) -> list[AlertRecord]:
+        found = self._run(lambda c: c.execute(
             "SELECT id, kind, severity, version, message, action, first_seen, last_seen, count, active "
             f"FROM monitoring_alerts WHERE {where} ORDER BY last_seen DESC, id DESC LIMIT %s",
             (*params, limit)).fetchall())

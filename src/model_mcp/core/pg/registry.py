@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from model_mcp.core.errors import InvalidStateError, ModelMcpError, RegistryCorruptError, StorageError
-from model_mcp.core.pg import REGISTRY_CHANNEL, REGISTRY_LOCK, connect, safe_url
+from model_mcp.core.pg import REGISTRY_CHANNEL, REGISTRY_LOCK, Links, connect, safe_url
 from model_mcp.core.registry import Snapshot, model_key
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.logs import get_logger
@@ -50,13 +50,13 @@ def unreachable(exc: Exception, doing: str) -> StorageError:
 
 
 class PostgresRegistry:
-    def __init__(self, url: str, *, listen: bool = True, poll_s: float = 1.0, lock_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, *, listen: bool = True, poll_s: float = 1.0, lock_timeout_s: float = 30.0,
+                 links: Links | None = None) -> None:
         self.url = url
         self.lock_timeout_s = lock_timeout_s
         self.listen = listen
         self.poll_s = poll_s
-        self._connections: dict[str, psycopg.Connection[Any]] = {}
-        self._locks = {"write": threading.RLock(), "read": threading.RLock()}
+        self.links = links or Links(url)  # `write` for update(), `read` for the rest; the listener has its own
         self._state = threading.Lock()  # guards the cache fields below
         self._catch_up = threading.Lock()  # one predict at a time reads the deployed version after a change
         self._known = False  # the fields below hold what the database held at _cache_generation
@@ -78,58 +78,29 @@ class PostgresRegistry:
 
     # --- connections -------------------------------------------------------------------------------
     def _run(self, role: str, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        import psycopg
+        link = self.links.write if role == "write" else self.links.read
+        return link.run(fn, lambda exc: self._error(doing, exc))
 
-        with self._locks[role]:
-            for attempt in (1, 2):
-                reused, begun = False, False
-                try:
-                    connection = self._connections.get(role)
-                    reused = connection is not None and not connection.closed
-                    if not reused:
-                        connection = self._connections[role] = connect(self.url)
-                    with connection.transaction():
-                        begun = True
-                        return fn(connection)
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    if attempt == 1 and reused and not begun and not isinstance(exc, psycopg.errors.LockNotAvailable):
-                        # A kept connection the server closed meanwhile (a restart, an idle timeout):
-                        # BEGIN failed, nothing was sent; once more on a new connection.
-                        self._drop(role)
-                        continue
-                    return self._fail(role, doing, exc)
-                except psycopg.Error as exc:
-                    return self._fail(role, doing, exc)
-            raise AssertionError("unreachable")
-
-    def _fail(self, role: str, doing: str, exc: Exception) -> Any:
-        """Raise the project's error for a psycopg failure (dropping a connection that may be broken)."""
+    def _error(self, doing: str, exc: Exception) -> ModelMcpError:
+        """The project's error for a psycopg failure."""
         import psycopg
 
         if isinstance(exc, psycopg.errors.IntegrityError):
-            raise _refused(exc) from None
+            return _refused(exc)
         if isinstance(exc, psycopg.errors.LockNotAvailable):
-            raise StorageError(f"Another replica's registry change held the lock for more than "
-                               f"{self.lock_timeout_s:g} s while {doing}. Nothing was changed; try again.") from exc
-        self._drop(role)
+            return StorageError(f"Another replica's registry change held the lock for more than "
+                                f"{self.lock_timeout_s:g} s while {doing}. Nothing was changed; try again.")
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-            raise unreachable(exc, doing) from exc
-        raise StorageError(f"The registry database failed while {doing} ({str(exc).strip()[:200]}). "
-                           "Nothing was changed.") from exc
-
-    def _drop(self, role: str) -> None:
-        connection = self._connections.pop(role, None)
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
+            return unreachable(exc, doing)
+        return StorageError(f"The registry database failed while {doing} ({str(exc).strip()[:200]}). "
+                            "Nothing was changed.")
 
     def close(self) -> None:
         self._stop.set()
         if self._listener is not None:
             self._listener.join(timeout=5)
-        for role in ("write", "read"):
-            with self._locks[role]:
-                self._drop(role)
+        self.links.write.close()
+        self.links.read.close()
 
     # --- reading -----------------------------------------------------------------------------------
     def read(self) -> Snapshot:

@@ -1,4 +1,4 @@
-"""Copy a home's registry, audit trail and monitoring store into a PostgreSQL database.
+"""Copy a home's registry, audit trail, monitoring store and rollout policies into a PostgreSQL database.
 
 The database half of `model-mcp migrate --to postgresql://...` (core/pg/move.py copies the package
 files and reports into the shared artifact folder first, then calls this). Safe to rerun:
@@ -11,6 +11,8 @@ files and reports into the shared artifact folder first, then calls this). Safe 
 - monitoring: every table of `monitoring.db` (states too), process ids renumbered, in one transaction, when
   the database holds no monitoring rows yet; a rerun finds them there and skips (an earlier copy,
   or replicas already writing).
+- rollout policies: each of `rollout-policies.json`'s the database lacks, in one transaction; one the
+  database holds already (an earlier copy, or set since through a replica) is kept as it is.
 
 The home is only read.
 """
@@ -29,6 +31,7 @@ from model_mcp.core.history import History
 from model_mcp.core.pg import connect
 from model_mcp.core.pg.registry import PostgresRegistry
 from model_mcp.core.registry import Registry, Snapshot
+from model_mcp.core.rollouts.policy import read_policies
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.core.store import Store
 
@@ -45,11 +48,12 @@ class CopyReport:
     history_events: int = 0  # events appended by this run
     history_already: int = 0  # events found copied by an earlier run
     monitoring_rows: dict[str, int] = field(default_factory=dict)  # rows copied per table (empty: skipped)
+    policies_copied: int = 0  # rollout policies written by this run
     notes: list[str] = field(default_factory=list)
 
 
 def copy_home_to_database(home: Path, url: str, *, entries: dict[str, RegistryEntry] | None = None) -> CopyReport:
-    """Copy the home's registry, audit trail and monitoring store into the database at `url`.
+    """Copy the home's registry, audit trail, monitoring store and rollout policies into the database at `url`.
 
     `entries`: the registry to copy instead of the home's as it reads (`model-mcp migrate` gives the
     home's entries with their paths and files as the artifact folder holds them)."""
@@ -67,6 +71,7 @@ def copy_home_to_database(home: Path, url: str, *, entries: dict[str, RegistryEn
         try:
             _copy_history(store, connection, report)
             _copy_monitoring(home / "monitoring.db", connection, report)
+            _copy_policies(home, connection, report)
         except psycopg.Error as exc:
             raise StorageError(f"The copy into the database failed ({str(exc).strip()[:200]}). What was "
                                "copied before stays; rerun to copy the rest.") from exc
@@ -175,3 +180,22 @@ def _copy_monitoring(path: Path, connection: psycopg.Connection[Any], report: Co
                 cursor.executemany(f"INSERT INTO {target} ({columns}) VALUES ({marks})", rows)
             copied[table] = len(rows)
         report.monitoring_rows = copied
+
+
+def _copy_policies(home: Path, connection: psycopg.Connection[Any], report: CopyReport) -> None:
+    try:
+        policies = read_policies(home)
+    except StorageError as exc:
+        report.notes.append(f"{exc} The rollout policies were not copied.")
+        return
+    with connection.transaction():
+        for name, policy in sorted(policies.items()):
+            value = json.dumps(policy.model_dump())
+            written = connection.execute(
+                "INSERT INTO rollout_policies (model_name, policy) VALUES (%s, %s) ON CONFLICT (model_name) DO NOTHING",
+                (name, value)).rowcount
+            if written:
+                report.policies_copied += 1
+            elif not connection.execute("SELECT policy = %s::jsonb FROM rollout_policies WHERE model_name = %s",
+                                        (value, name)).fetchone()[0]:
+                report.notes.append(f"the database's rollout policy of {name!r} differs from the home's: kept")

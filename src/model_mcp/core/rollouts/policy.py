@@ -1,19 +1,22 @@
 """Rollout policies: what an operator wrote down, per model, for judging and (opt-in) acting.
 
-Stored in `rollout-policies.json` in the home ({model name: policy}), written atomically under the
-store's lock and audited. No policy: rollout_report judges with the defaults below, and nothing is
-ever done automatically.
+Kept behind one small interface, `PolicyStore`, with two implementations: `FilePolicies`, the home's
+`rollout-policies.json` ({model name: policy}, written atomically under the store's lock), and, with
+MODEL_MCP_DATABASE_URL, core/pg/policies.py's table, which every replica shares. The manager picks
+one; the use cases (which audit every change) do not know which. No policy: rollout_report judges
+with the defaults below, and nothing is ever done automatically.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_mcp.core.errors import InvalidInputError, StorageError
+from model_mcp.core.store import Store, atomic_write_json, storage_error
 
 FILE_NAME = "rollout-policies.json"
 
@@ -51,6 +54,42 @@ def read_policies(home: Path) -> dict[str, RolloutPolicy]:
     except (ValueError, AttributeError, ValidationError):
         raise StorageError(f"{FILE_NAME} is damaged; fix or remove it (policies are set again with "
                            "set_rollout_policy).") from None
+
+
+class PolicyStore(Protocol):
+    """Where the policies live. Both methods raise StorageError (`storage_error`) when the storage
+    cannot be read or written; `put` then changes nothing."""
+
+    def read(self) -> dict[str, RolloutPolicy]:
+        """{model name: policy} of every model that has one."""
+        ...
+
+    def put(self, model_name: str, policy: RolloutPolicy | None) -> None:
+        """Set the model's policy (None: remove it), in one step."""
+        ...
+
+
+class FilePolicies:
+    """`rollout-policies.json` in the home."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def read(self) -> dict[str, RolloutPolicy]:
+        return read_policies(self.store.home)
+
+    def put(self, model_name: str, policy: RolloutPolicy | None) -> None:
+        with self.store.lock():  # read, change, write: no other process's change in between
+            policies = read_policies(self.store.home)
+            if policy is None:
+                policies.pop(model_name, None)
+            else:
+                policies[model_name] = policy
+            try:
+                atomic_write_json(self.store.home / FILE_NAME,
+                                  {name: p.model_dump() for name, p in sorted(policies.items())})
+            except OSError as exc:
+                raise storage_error(exc, f"writing {FILE_NAME}") from exc
 
 
 def policy_from_arguments(values: dict[str, Any]) -> RolloutPolicy:

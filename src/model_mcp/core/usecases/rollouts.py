@@ -27,11 +27,10 @@ from model_mcp.core.errors import (
 )
 from model_mcp.core.registry import Snapshot, model_key
 from model_mcp.core.rollouts.live import LiveRollout, state_prefix
-from model_mcp.core.rollouts.policy import DEFAULT_POLICY, FILE_NAME, RolloutPolicy, policy_from_arguments, read_policies
+from model_mcp.core.rollouts.policy import DEFAULT_POLICY, PolicyStore, RolloutPolicy, policy_from_arguments
 from model_mcp.core.rollouts.report import add_comparisons, rank_correlation, two_proportion_p, verdict
 from model_mcp.core.runtime import ResidentModel
 from model_mcp.core.schemas import DeployResult, PolicyResult, RegistryEntry, RolloutReport, utc_now
-from model_mcp.core.store import atomic_write_json, storage_error
 from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
 from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
@@ -47,6 +46,7 @@ def candidate_of(snapshot: Snapshot, model_name: str) -> RegistryEntry | None:
 
 
 class RolloutCases(UseCaseBase):
+    policies: PolicyStore
     _switch_lock: threading.Lock
     _follow_lock: threading.Lock
 
@@ -321,11 +321,11 @@ class RolloutCases(UseCaseBase):
 
     # --- policies ---------------------------------------------------------------------------------------
     def _policy_of(self, model_name: str) -> tuple[RolloutPolicy, bool]:
-        policy = read_policies(self.store.home).get(model_name)
+        policy = self.policies.read().get(model_name)
         return (policy, True) if policy is not None else (DEFAULT_POLICY, False)
 
     def get_rollout_policy(self, *, model_name: str) -> PolicyResult:
-        policy = read_policies(self.store.home).get(model_name)
+        policy = self.policies.read().get(model_name)
         return PolicyResult(model_name=model_name, policy=policy.model_dump() if policy else None,
                             defaults=DEFAULT_POLICY.model_dump())
 
@@ -338,17 +338,7 @@ class RolloutCases(UseCaseBase):
             snapshot = self.read_registry()
             if not clear and not any(e.model_name == model_name for e in snapshot.entries.values()):
                 raise NotFoundError(f"No model named {model_name!r} is registered; list_models shows the models.")
-            with self.store.lock():
-                policies = read_policies(self.store.home)
-                if policy is None:
-                    policies.pop(model_name, None)
-                else:
-                    policies[model_name] = policy
-                try:
-                    atomic_write_json(self.store.home / FILE_NAME,
-                                      {name: p.model_dump() for name, p in sorted(policies.items())})
-                except OSError as exc:
-                    raise storage_error(exc, f"writing {FILE_NAME}") from exc
+            self.policies.put(model_name, policy)
             self.history.record("set_rollout_policy", version=None, outcome="ok", model_name=model_name,
                                 policy=policy.model_dump() if policy else None,
                                 detail=f"rollout policy of {model_name} " + ("removed" if policy is None else "set"))
@@ -362,7 +352,11 @@ class RolloutCases(UseCaseBase):
         if self.settings.read_only:
             return []
         snapshot, _ = self.read_registry_for_reading()
-        policies = read_policies(self.store.home)
+        try:
+            policies = self.policies.read()
+        except ModelMcpError as exc:  # the database away: no policy acts this time; the check goes on
+            log.warning("rollout_policies_unreadable", code=exc.code, reason=str(exc))
+            return []
         done = []
         for entry in [e for e in snapshot.entries.values() if e.rollout]:
             policy = policies.get(entry.model_name or "")
@@ -394,7 +388,7 @@ class RolloutCases(UseCaseBase):
         entry = snapshot.get(version)
         if entry is None or entry.status not in ("available", "imported"):
             return None
-        policy = read_policies(self.store.home).get(entry.model_name or "")
+        policy = self.policies.read().get(entry.model_name or "")
         if policy is None or not policy.shadow_on_import:
             return None
         name = model_key(entry)
