@@ -18,14 +18,14 @@ from model_mcp.core.monitoring_store.report import span_figures
 from model_mcp.core.monitoring_store.sqlite import SQLiteMonitoringStore
 from model_mcp.core.pg.history import PostgresHistory
 from model_mcp.core.pg.monitoring import PostgresMonitoringStore
+from model_mcp.core.pg.policies import PostgresPolicies
 from model_mcp.core.pg.registry import PostgresRegistry
 from model_mcp.core.pg.transfer import copy_home_to_database
 from model_mcp.core.registry import Registry
+from model_mcp.core.rollouts.policy import RolloutPolicy, read_policies
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.core.store import Store
 from model_mcp.settings import Settings
-from model_mcp.core.pg.policies import PostgresPolicies
-from model_mcp.core.rollouts.policy import RolloutPolicy, read_policies
 from tests.postgres import query
 
 MODEL = "network-anomaly"  # the packages' model name

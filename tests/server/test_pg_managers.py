@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 
 from model_mcp.core.manager import ModelManager
+from model_mcp.core.monitor_check import BackgroundCheck
 from model_mcp.server import build_server
 from model_mcp.settings import Settings
 from tests.conftest import b64
@@ -166,6 +167,7 @@ async def test_with_the_database_away_predict_serves_reading_tools_answer_the_la
                 await call(client, "import_zip", content_base64=b64(packages(version=version, model_name=NET,
                                                                               seed=len(version))))
             await call(client, "deploy", version="n1")
+            await call(client, "set_rollout_policy", model_name=NET, min_compared_rows=400)
             relay.stop()  # the database goes away
             assert (await call(client, "predict", rows=ROW8))["model_version"] == "n1"
             listed = await call(client, "list_models")
@@ -173,9 +175,16 @@ async def test_with_the_database_away_predict_serves_reading_tools_answer_the_la
             assert "unreachable" in listed["registry_problem"]
             code, sentence = await call_error(client, "deploy", version="n2")
             assert code == "storage_error" and "Nothing was changed" in sentence
+            code, _ = await call_error(client, "set_rollout_policy", model_name=NET, min_compared_rows=800)
+            assert code == "storage_error"
+            # The background check: no policy can act this time (logged), the rest of the check runs.
+            found = await anyio.to_thread.run_sync(
+                BackgroundCheck(manager, interval_s=3600, drift_min_rows=10_000).run_once)
+            assert found["rollout_actions"] == [] and found["version"] == "n1"
             relay.start()  # it returns: everything recovers by itself
             listed = await call(client, "list_models")
             assert listed["registry_problem"] is None
+            assert (await call(client, "get_rollout_policy", model_name=NET))["policy"]["min_compared_rows"] == 400
             assert (await call(client, "deploy", version="n2"))["deployed_version"] == "n2"
             assert (await call(client, "predict", rows=ROW8))["model_version"] == "n2"
     finally:
@@ -299,29 +308,3 @@ async def test_two_homes_on_one_database_share_the_rollout_policies(tmp_path: Pa
         a.close()
         b.close()
 
-
-async def test_with_the_database_away_a_policy_change_refuses_and_the_evaluation_goes_on(
-        tmp_path: Path, pg_relay, packages) -> None:
-    from model_mcp.core.monitor_check import BackgroundCheck
-
-    relay, url = pg_relay
-    manager = ModelManager(Settings(home=tmp_path / "home", database_url=url))
-    manager.start()
-    try:
-        async with Client(build_server(manager)) as client:
-            await call(client, "import_zip", content_base64=b64(packages(version="n1", model_name=NET)))
-            await call(client, "deploy", version="n1")
-            await call(client, "set_rollout_policy", model_name=NET, min_compared_rows=400)
-            relay.stop()
-            code, _ = await call_error(client, "set_rollout_policy", model_name=NET, min_compared_rows=800)
-            assert code == "storage_error"
-            code, _ = await call_error(client, "get_rollout_policy", model_name=NET)
-            assert code == "storage_error"
-            # The background check: no policy can act this time (logged), the rest of the check runs.
-            found = await anyio.to_thread.run_sync(
-                BackgroundCheck(manager, interval_s=3600, drift_min_rows=10_000).run_once)
-            assert found["rollout_actions"] == [] and found["version"] == "n1"
-            relay.start()
-            assert (await call(client, "get_rollout_policy", model_name=NET))["policy"]["min_compared_rows"] == 400
-    finally:
-        manager.close()
