@@ -125,7 +125,7 @@ def _applied_max(connection: psycopg.Connection[Any]) -> int:
 class Link:
     """One kept connection to the database behind a lock, opened (and the schema migrated) at first use.
 
-    `run(doing_fn, fail)` runs `fn(connection)` in one transaction. A kept connection that the server
+    `run(fn, fail)` runs `fn(connection)` in one transaction. A kept connection that the server
     closed meanwhile (a restart, an idle timeout) fails at BEGIN, before anything was sent: the call
     is tried once more on a new connection. Any other failure raises `fail(exc)` (from exc); the
     connection is dropped (the next call opens a new one, so the stores recover by themselves when the

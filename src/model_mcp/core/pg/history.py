@@ -83,7 +83,8 @@ class PostgresHistory:
         if limit is not None:
             query += " LIMIT %s"
             params.append(limit)
-        return [json.loads(text) for (text,) in self._run(self.links.read, "reading the audit trail", query, params)]
+        rows = self._run(self.links.read, "reading the audit trail", query, params)
+        return [json.loads(text) for (text,) in rows]
 
     def tally_from(self, offset: int) -> tuple[int, dict[tuple[str, str], int]]:
         """Events by (event, outcome) with an id above `offset` (the last id counted); and the new offset.
@@ -92,7 +93,8 @@ class PostgresHistory:
         whose transaction commits after a later id was counted is missed by the counters (never by
         `events`); counters are for rates, not for the record.
         """
-        top = self._run(self.links.read, "counting the audit trail", "SELECT COALESCE(MAX(id), 0) FROM history_events", None)[0][0]
+        top = self._run(self.links.read, "counting the audit trail",
+                        "SELECT COALESCE(MAX(id), 0) FROM history_events", None)[0][0]
         if top < offset:
             offset = 0
         rows = self._run(self.links.read, "counting the audit trail",
