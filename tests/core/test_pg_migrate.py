@@ -45,6 +45,7 @@ def home(tmp_path: Path, packages) -> Path:
     manager.record_feedback(request_id=answer["request_id"], labels=answer["labels"])
     manager.deploy(version="B")
     manager.predict(rows=ROWS)
+    manager.set_rollout_policy(model_name="network-anomaly", min_compared_rows=500, auto_abort=True)
     manager.close()
     return home
 
@@ -82,7 +83,7 @@ def test_a_home_moves_into_the_database_and_artifact_folder_verified_and_a_rerun
     assert report.versions == 3 and report.registry_written == 3
     assert report.files_copied == n_files == report.files_verified and report.files_skipped == 0
     assert report.reports_copied == 3 and report.history_events > 0 and report.monitoring_rows["window_rows"] > 0
-    assert not report.files_recorded and not report.paths_rewritten
+    assert not report.files_recorded and not report.paths_rewritten and report.policies_copied == 1
     # The layout mirrors the home's package part, every file the bytes recorded at import.
     for version, entry in entries.items():
         for name, info in (entry.files or {}).items():
@@ -104,6 +105,7 @@ def test_a_home_moves_into_the_database_and_artifact_folder_verified_and_a_rerun
     assert again.files_copied == 0 and again.files_skipped == n_files == again.files_verified
     assert again.reports_copied == again.reports_replaced == 0 and again.reports_skipped == 3
     assert again.registry_written == 0 and again.history_events == 0 and again.monitoring_rows == {}
+    assert again.policies_copied == 0 and not [note for note in again.notes if "polic" in note]
     assert tree(root) == files and rows(pg_url) == database
     assert counts == [query(pg_url, f"SELECT count(*) FROM {t}")[0][0] for t in ("history_events", "monitoring_window_rows")]
 
@@ -207,6 +209,8 @@ def test_the_database_moves_back_into_a_home_that_a_plain_server_serves(
         assert [r[1:] if table == "window_rows" else r for r in copied_tables[table]] == \
             [r[1:] if table == "window_rows" else r for r in source_tables[table]], table
     assert len(copied_tables["buckets"]) == len(source_tables["buckets"])
+    assert report.policies_copied == 1
+    assert (back / "rollout-policies.json").read_bytes() == (home / "rollout-policies.json").read_bytes()
 
     # Rerun: nothing changes (SQLite's side files come and go).
     def files_of(folder: Path) -> dict[str, tuple[str, int, int]]:
@@ -215,7 +219,7 @@ def test_the_database_moves_back_into_a_home_that_a_plain_server_serves(
     files = files_of(back)
     again = database_to_home(pg_url, root, back)
     assert again.files_copied == 0 and again.registry_written == 0 and again.history_events == 0
-    assert again.monitoring_rows == {} and files_of(back) == files
+    assert again.monitoring_rows == {} and again.policies_copied == 0 and files_of(back) == files
     assert monitoring_tables(back / "monitoring.db") == copied_tables
 
     # A plain home: served without the URL, deploy and predict answer as the original home does.
@@ -225,6 +229,7 @@ def test_the_database_moves_back_into_a_home_that_a_plain_server_serves(
     original.close()
     served = _manager(back)
     assert served.list_models().deployed_version == "B"
+    assert served.get_rollout_policy(model_name="network-anomaly").policy["min_compared_rows"] == 500
     served.deploy(version="A")
     answer = served.predict(rows=ROWS)
     assert answer["labels"] == expected["labels"] and answer["scores"] == expected["scores"]

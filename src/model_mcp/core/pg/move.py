@@ -51,6 +51,7 @@ class MigrationReport:
     history_events: int = 0
     history_already: int = 0
     monitoring_rows: dict[str, int] = field(default_factory=dict)
+    policies_copied: int = 0
     notes: list[str] = field(default_factory=list)
 
     def add_files(self, tally: FileTally) -> None:
@@ -137,7 +138,7 @@ def home_to_database(home: Path, url: str, artifact_root: Path) -> MigrationRepo
         copied = copy_home_to_database(store.home, url, entries=_as_copied(entries, plans))
     report.versions, report.registry_written = copied.registry_versions, copied.registry_written
     report.history_events, report.history_already = copied.history_events, copied.history_already
-    report.monitoring_rows = copied.monitoring_rows
+    report.monitoring_rows, report.policies_copied = copied.monitoring_rows, copied.policies_copied
     report.notes.extend(copied.notes)
     return report
 
@@ -152,6 +153,7 @@ def database_to_home(url: str, artifact_root: Path, home: Path) -> MigrationRepo
         append_history,
         check_target,
         copy_monitoring,
+        copy_policies,
         database_events,
         write_registry,
     )
@@ -184,6 +186,11 @@ def database_to_home(url: str, artifact_root: Path, home: Path) -> MigrationRepo
             append_history(store, events, copied)
         after = "The registry, files and audit trail were copied"
         try:
+            copy_policies(connection, store, copied)
+        except psycopg.Error as exc:
+            raise _database_error(exc, "reading the rollout policies", after) from exc
+        after = "The registry, files, audit trail and rollout policies were copied"
+        try:
             copy_monitoring(connection, store.home, copied)
         except psycopg.Error as exc:
             raise _database_error(exc, "reading the monitoring tables", after) from exc
@@ -194,7 +201,7 @@ def database_to_home(url: str, artifact_root: Path, home: Path) -> MigrationRepo
             raise storage_error(exc, "writing monitoring.db") from exc
     report.versions, report.registry_written = copied.registry_versions, copied.registry_written
     report.history_events, report.history_already = copied.history_events, copied.history_already
-    report.monitoring_rows = copied.monitoring_rows
+    report.monitoring_rows, report.policies_copied = copied.monitoring_rows, copied.policies_copied
     report.notes.extend(copied.notes)
     return report
 
@@ -213,6 +220,7 @@ def summary_lines(report: MigrationReport) -> list[str]:
     ]
     rows: Any = report.monitoring_rows
     lines.append("monitoring: " + (", ".join(f"{table} {n}" for table, n in rows.items()) if rows else "nothing copied"))
+    lines.append(f"rollout policies: {report.policies_copied} copied")
     if report.files_recorded:
         lines.append("files hashed and recorded (their entries had none): " + ", ".join(report.files_recorded))
     if report.paths_rewritten:

@@ -30,17 +30,7 @@ class PostgresPolicies:
         return f"PostgresPolicies({safe_url(self.url)!r})"
 
     def read(self) -> dict[str, RolloutPolicy]:
-        rows = self.links.read.run(lambda c: c.execute(
-            "SELECT model_name, policy::text FROM rollout_policies ORDER BY model_name").fetchall(),
-            lambda exc: _unreachable(exc, "reading the rollout policies"))
-        policies = {}
-        for name, text in rows:
-            try:
-                policies[name] = RolloutPolicy.model_validate_json(text)
-            except ValidationError:
-                raise StorageError(f"The rollout policy of {name!r} in the database is damaged; set it again with "
-                                   "set_rollout_policy (or clear it).") from None
-        return policies
+        return self.links.read.run(policies_in, lambda exc: _unreachable(exc, "reading the rollout policies"))
 
     def put(self, model_name: str, policy: RolloutPolicy | None) -> None:
         def put(connection: psycopg.Connection[Any]) -> None:
@@ -57,6 +47,19 @@ class PostgresPolicies:
     def close(self) -> None:
         self.links.write.close()
         self.links.read.close()
+
+
+def policies_in(connection: psycopg.Connection[Any]) -> dict[str, RolloutPolicy]:
+    """{model name: policy} as the table holds them (a row that is not a valid policy: StorageError)."""
+    policies = {}
+    for name, text in connection.execute(
+            "SELECT model_name, policy::text FROM rollout_policies ORDER BY model_name").fetchall():
+        try:
+            policies[name] = RolloutPolicy.model_validate_json(text)
+        except ValidationError:
+            raise StorageError(f"The rollout policy of {name!r} in the database is damaged; set it again with "
+                               "set_rollout_policy (or clear it).") from None
+    return policies
 
 
 def _unreachable(exc: Exception, doing: str) -> StorageError:

@@ -10,6 +10,8 @@ package files and reports first). Safe to rerun:
   is appended to `history.jsonl` in order, every field kept. Otherwise refused, by `check_target`.
 - monitoring: every monitoring table into `monitoring.db`, process ids kept, in one SQLite
   transaction, when it holds no monitoring rows yet; a rerun finds them there and skips.
+- rollout policies: each the home's `rollout-policies.json` lacks, under the home's lock; one the
+  home holds already is kept as it is (and named in the notes when it differs).
 
 The database is only read.
 """
@@ -41,6 +43,7 @@ class HomeCopyReport:
     history_events: int = 0
     history_already: int = 0
     monitoring_rows: dict[str, int] = field(default_factory=dict)
+    policies_copied: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -134,3 +137,19 @@ def copy_monitoring(connection: psycopg.Connection[Any], home: Path, report: Hom
                 target.execute("ROLLBACK")
             raise
     report.monitoring_rows = copied
+
+
+def copy_policies(connection: psycopg.Connection[Any], store: Store, report: HomeCopyReport) -> None:
+    """The database's rollout policies into the home's rollout-policies.json (those it lacks)."""
+    from model_mcp.core.pg.policies import policies_in
+    from model_mcp.core.rollouts.policy import read_policies, write_policies
+
+    wanted = policies_in(connection)
+    with store.lock():
+        held = read_policies(store.home)  # StorageError for a damaged file: nothing written
+        added = {name: policy for name, policy in wanted.items() if name not in held}
+        report.notes += [f"the home's rollout policy of {name!r} differs from the database's: kept"
+                         for name, policy in wanted.items() if name in held and held[name] != policy]
+        if added:
+            write_policies(store.home, {**held, **added})
+    report.policies_copied = len(added)

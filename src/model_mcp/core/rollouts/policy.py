@@ -85,11 +85,15 @@ class FilePolicies:
                 policies.pop(model_name, None)
             else:
                 policies[model_name] = policy
-            try:
-                atomic_write_json(self.store.home / FILE_NAME,
-                                  {name: p.model_dump() for name, p in sorted(policies.items())})
-            except OSError as exc:
-                raise storage_error(exc, f"writing {FILE_NAME}") from exc
+            write_policies(self.store.home, policies)
+
+
+def write_policies(home: Path, policies: dict[str, RolloutPolicy]) -> None:
+    """rollout-policies.json holding `policies`, written atomically (the caller holds the store's lock)."""
+    try:
+        atomic_write_json(home / FILE_NAME, {name: p.model_dump() for name, p in sorted(policies.items())})
+    except OSError as exc:
+        raise storage_error(exc, f"writing {FILE_NAME}") from exc
 
 
 def policy_from_arguments(values: dict[str, Any]) -> RolloutPolicy:
