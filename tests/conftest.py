@@ -35,7 +35,8 @@ def home(tmp_path: Path) -> Path:
 # (MODEL_MCP_DATABASE_URL); a test of registry.json's own bytes or format is marked file_registry_only.
 BOTH_STORES = {"test_feedback_per_deployment.py", "test_manager.py", "test_monitoring.py",
                "test_monitoring_store_tools.py", "test_multi_model.py", "test_registry_tools.py",
-               "test_rollouts.py", "test_serving.py"}
+               "test_serving.py", "test_import.py", "test_rollouts.py", "test_training_tools.py",
+               "test_housekeeping.py", "test_endpoints.py"}
 # And these once more on `shared`: PostgreSQL plus a shared artifact folder (MODEL_MCP_ARTIFACT_ROOT), where
 # package files and reports live outside the home and every load goes through the checked local copy.
 SHARED_ARTIFACTS = {"test_registry_tools.py", "test_serving.py", "test_multi_model.py"}

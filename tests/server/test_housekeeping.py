@@ -13,7 +13,7 @@ from model_mcp.core.errors import NotFoundError
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.store import Store
 from model_mcp.server import build_server
-from tests.conftest import store_state
+from tests.conftest import store_state, stored_registry
 from tests.helpers import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -127,13 +127,13 @@ async def test_a_missing_or_unreadable_training_folder_is_said_by_list_models(ma
     assert (await call(client, "list_models"))["warnings"] == []
 
 
-async def test_delete_removes_files_report_and_entry(client, packages, home):
+async def test_delete_removes_files_report_and_entry(client, packages, home, manager):
     await call(client, "import_zip", path=str(packages(version="gone")))
     answer = await call(client, "delete_model", version="gone")
     assert answer["version"] == "gone" and answer["deleted"] is True
     assert not (home / "models" / "gone").exists()
     assert not (home / "reports" / "gone.json").exists()
-    assert "gone" not in json.loads((home / "registry.json").read_text())
+    assert "gone" not in stored_registry(manager)
     code, _ = await call_error(client, "get_model", version="gone")
     assert code == "not_found"
     assert os_listdir(home / "staging") == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from model_mcp import samples
-from tests.conftest import b64, store_state
+from tests.conftest import b64, store_state, stored_registry
 from tests.helpers import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-async def test_import_by_path_registers_an_available_version(client, packages, home):
+async def test_import_by_path_registers_an_available_version(client, packages, home, manager):
     path = packages(fmt="zip")
     answer = await call(client, "import_zip", path=str(path))
     assert answer["version"] == "20261120_143022"
@@ -37,8 +37,7 @@ async def test_import_by_path_registers_an_available_version(client, packages, h
     assert answer["extra_files"] == []
     assert answer["validation"]["passed"] is True
     assert answer["validation"]["failed_checks"] == []
-    registry = json.loads((home / "registry.json").read_text())
-    entry = registry["20261120_143022"]
+    entry = stored_registry(manager)["20261120_143022"]
     assert entry["status"] == "available"
     assert entry["path"] == "models/20261120_143022"
     assert entry["source"] == "zip"
@@ -246,12 +245,12 @@ async def test_neither_or_both_sources_is_invalid_input(client, packages):
     assert code == "invalid_input"
 
 
-async def test_a_package_over_its_memory_limit_imports_as_failed(client, packages, home):
+async def test_a_package_over_its_memory_limit_imports_as_failed(client, packages, manager):
     answer = await call(client, "import_zip", path=str(packages(resources={"max_memory_mb": 0.001})))
     assert answer["status"] == "failed"
     assert answer["validation"]["passed"] is False
     assert answer["validation"]["failed_checks"] == ["resources"]
-    assert json.loads((home / "registry.json").read_text())[answer["version"]]["status"] == "failed"
+    assert stored_registry(manager)[answer["version"]]["status"] == "failed"
 
 
 async def test_weak_metrics_and_small_training_set_warn_and_lower_the_score(client, packages):
