@@ -32,6 +32,21 @@ def build_app(settings: Settings) -> tuple[Any, ModelManager]:
 
 
 @pytest.fixture
+def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., tuple[Any, ModelManager]]]:
+    """make_app(**settings) -> (app, started manager); each manager is closed when the test ends."""
+    managers: list[ModelManager] = []
+
+    def make(**overrides: Any) -> tuple[Any, ModelManager]:
+        app, manager = build_app(make_settings(**overrides))
+        managers.append(manager)
+        return app, manager
+
+    yield make
+    for manager in managers:
+        manager.close()
+
+
+@pytest.fixture
 def make_api(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., httpx2.AsyncClient]]:
     """make_api(**settings) -> an AsyncClient over the app's ASGI interface (its manager at .manager)."""
     clients: list[httpx2.AsyncClient] = []
@@ -44,6 +59,8 @@ def make_api(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., h
         return client
 
     yield make
+    for client in clients:
+        client.manager.close()  # type: ignore[attr-defined]  # its threads and database connections
 
 
 @pytest.fixture

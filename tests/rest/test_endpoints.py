@@ -283,16 +283,14 @@ async def test_health_readiness_and_the_openapi_document(api, packages):
     assert csv_options == {"version", "model_name", "exact_scores", "summary_only", "routing_key"}
 
 
-async def test_readyz_is_503_while_the_deployed_model_failed_to_load(make_settings, packages, home):
-    from tests.rest.conftest import build_app
-
-    app, manager = build_app(make_settings())
+async def test_readyz_is_503_while_the_deployed_model_failed_to_load(make_app, packages, home):
+    app, manager = make_app()
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as api:
         await imported(api, packages)
         await api.post(f"{API}/models/v1/deploy")
     # Damage the deployed model, then start a new server over the same home: its start load fails.
     (home / "models" / "v1" / "model.joblib").write_bytes(b"\x00" * 64)
-    app, manager = build_app(make_settings())
+    app, manager = make_app()
     thread = manager.load_deployed_in_background()
     assert thread is not None
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as api:
@@ -304,10 +302,8 @@ async def test_readyz_is_503_while_the_deployed_model_failed_to_load(make_settin
         assert 'model_mcp_ready{state="load_failed"} 0.0' in metrics
 
 
-async def test_readyz_is_503_while_the_deployed_model_loads(make_settings, packages):
-    from tests.rest.conftest import build_app
-
-    app, manager = build_app(make_settings())
+async def test_readyz_is_503_while_the_deployed_model_loads(make_app, packages):
+    app, manager = make_app()
     manager.runtime.begin_loading("v9")  # the state serve() puts a server in before its start load ends
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as api:
         ready = await api.get("/readyz")

@@ -7,14 +7,14 @@ import pytest
 
 from model_mcp import samples
 from tests.helpers import call
-from tests.rest.conftest import API, build_app, live_server
+from tests.rest.conftest import API, live_server
 from tests.test_http import mcp_client
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_mcp_and_rest_calls_interleaved_see_one_registry(make_settings, packages):
-    app, _ = build_app(make_settings())
+async def test_mcp_and_rest_calls_interleaved_see_one_registry(make_app, packages):
+    app, _ = make_app()
     with live_server(app) as base:
         async with httpx2.AsyncClient(base_url=base, timeout=60) as rest, mcp_client(f"{base}/mcp") as mcp:
             v1 = packages(version="v1")

@@ -19,17 +19,17 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from model_mcp import samples
-from tests.rest.conftest import API, build_app, live_server
+from tests.rest.conftest import API, live_server
 
 EXAMPLES = 20
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.mark.slow
-def test_the_served_document_holds_for_generated_requests(make_settings, tmp_path):
+def test_the_served_document_holds_for_generated_requests(make_app, tmp_path):
     training = tmp_path / "training"
     samples.write_training_service(training)
-    app, manager = build_app(make_settings(training_dir=training))
+    app, manager = make_app(training_dir=training)
     package = samples.build_package(tmp_path / "v1.zip", version="v1")
     manager.import_zip(path=str(package))
     manager.deploy(version="v1")

@@ -10,7 +10,6 @@ from mcp import Client
 
 from model_mcp import samples
 from model_mcp.core.errors import NotFoundError
-from model_mcp.core.manager import ModelManager
 from model_mcp.core.store import Store
 from model_mcp.server import build_server
 from tests.conftest import store_state, stored_registry
@@ -62,23 +61,21 @@ async def test_discover_refuses_a_second_folder_with_a_registered_version(client
     assert (home / "models" / "copy-of-dup" / "model.joblib").exists()
 
 
-async def test_discovery_runs_at_start(make_settings, home):
+async def test_discovery_runs_at_start(make_started_manager, home):
     samples.write_folder(samples.package_files(version="at-start"), home / "models" / "at-start")
-    manager = ModelManager(make_settings())
-    manager.start()
+    manager = make_started_manager()
     thread = manager.discover_in_background()
     assert thread is not None
     thread.join(timeout=60)
     assert [m["version"] for m in manager.list_models().models] == ["at-start"]
 
 
-async def test_a_placed_folder_is_listed_from_the_first_answer_while_discovery_validates_it(make_settings, home):
+async def test_a_placed_folder_is_listed_from_the_first_answer_while_discovery_validates_it(make_started_manager, home):
     samples.write_folder(samples.package_files(version="placed-1"), home / "models" / "by-hand")
     broken = samples.package_files(version="placed-2")
     broken.pop("model.joblib")
     samples.write_folder(broken, home / "models" / "half")
-    manager = ModelManager(make_settings())
-    manager.start()
+    manager = make_started_manager()
     # Another process (an operator's CLI) holds the store lock: discovery validates, then waits to register.
     with Store(home).lock():
         thread = manager.discover_in_background()
@@ -104,10 +101,9 @@ async def test_a_placed_folder_is_listed_from_the_first_answer_while_discovery_v
     assert manager.list_models().warnings == []
 
 
-async def test_a_missing_or_unreadable_training_folder_is_said_by_list_models(make_settings, client, tmp_path):
+async def test_a_missing_or_unreadable_training_folder_is_said_by_list_models(make_started_manager, client, tmp_path):
     missing = tmp_path / "nowhere"
-    manager = ModelManager(make_settings(training_dir=missing))
-    manager.start()
+    manager = make_started_manager(training_dir=missing)
     async with Client(build_server(manager)) as other:
         answer = await call(other, "list_models")
     assert answer["warnings"] == [f"The training directory {str(missing)!r} does not exist. scan_training_service "
@@ -159,15 +155,13 @@ async def test_delete_refuses_the_deployed_version_and_unknown_ones(client, pack
     assert (await call(client, "predict", rows=samples.sample_rows(1)))["model_version"] == "live"
 
 
-async def test_an_interrupted_delete_is_undone_at_start(make_settings, packages, home):
-    manager = ModelManager(make_settings())
-    manager.start()
+async def test_an_interrupted_delete_is_undone_at_start(make_started_manager, packages, home):
+    manager = make_started_manager()
     manager.import_zip(path=str(packages(version="half")))
     # What a crash right after the rename leaves: the journal and the trashed folder, entry still there.
     (home / "staging" / "delete-half.json").write_text(json.dumps({"version": "half", "folder": "models/half"}))
     (home / "models" / "half").rename(home / "staging" / "trash-half")
-    restarted = ModelManager(make_settings())
-    restarted.start()
+    restarted = make_started_manager()
     assert (home / "models" / "half" / "model.joblib").exists()
     assert os_listdir(home / "staging") == []
     assert restarted.validate(version="half").passed
@@ -205,12 +199,10 @@ async def test_history_lists_every_kind_of_event_newest_first(client, packages, 
     assert resource["events"][0] == events[0]
 
 
-async def test_history_is_kept_across_restarts(make_settings, packages):
-    first = ModelManager(make_settings())
-    first.start()
+async def test_history_is_kept_across_restarts(make_started_manager, packages):
+    first = make_started_manager()
     first.import_zip(path=str(packages(version="kept")))
-    second = ModelManager(make_settings())
-    second.start()
+    second = make_started_manager()
     async with Client(build_server(second)) as client:
         events = (await call(client, "get_history"))["events"]
     assert [(e["event"], e["version"]) for e in events] == [("import", "kept")]

@@ -10,7 +10,6 @@ import pytest
 from mcp import Client
 
 from model_mcp import samples
-from model_mcp.core.manager import ModelManager
 from model_mcp.server import build_server
 from tests.conftest import store_state
 from tests.helpers import call, call_error
@@ -28,9 +27,8 @@ def training(tmp_path):
 
 
 @pytest.fixture
-async def tclient(make_settings, training):
-    manager = ModelManager(make_settings(training_dir=training))
-    manager.start()
+async def tclient(make_started_manager, training):
+    manager = make_started_manager(training_dir=training)
     async with Client(build_server(manager)) as client:
         yield client
 
@@ -81,15 +79,14 @@ async def test_transfers_are_recorded_in_the_history(tclient):
     assert events[1]["source"].endswith(OLD) and "[invalid_state]" in events[0]["detail"]
 
 
-async def test_a_package_with_a_bad_hash_fails_with_its_code_and_changes_nothing(make_settings, tmp_path, home):
+async def test_a_package_with_a_bad_hash_fails_with_its_code_and_changes_nothing(make_started_manager, tmp_path, home):
     root = tmp_path / "training"
     files = samples.package_files(version="tampered")
     manifest = json.loads(files["deployment_manifest.json"])
     manifest["files"]["README.md"]["sha256"] = "1" * 64
     files = samples.package_files(version="tampered", manifest_overrides={"files": manifest["files"]})
     samples.write_zip(files, root / "tampered.zip")
-    manager = ModelManager(make_settings(training_dir=root))
-    manager.start()
+    manager = make_started_manager(training_dir=root)
     before = store_state(home)
     async with Client(build_server(manager)) as client:
         answer = await call(client, "scan_training_service", import_latest=True)
@@ -98,23 +95,21 @@ async def test_a_package_with_a_bad_hash_fails_with_its_code_and_changes_nothing
     assert store_state(home) == before
 
 
-async def test_no_training_folder_is_training_service_unavailable(client, make_settings, tmp_path):
+async def test_no_training_folder_is_training_service_unavailable(client, make_started_manager, tmp_path):
     code, message = await call_error(client, "scan_training_service")
     assert code == "training_service_unavailable" and "--training-dir" in message
-    manager = ModelManager(make_settings(training_dir=tmp_path / "missing"))
-    manager.start()
+    manager = make_started_manager(training_dir=tmp_path / "missing")
     async with Client(build_server(manager)) as other:
         code, _ = await call_error(other, "scan_training_service")
         assert code == "training_service_unavailable"
 
 
-async def test_links_pointing_outside_are_not_followed(make_settings, tmp_path):
+async def test_links_pointing_outside_are_not_followed(make_started_manager, tmp_path):
     root = tmp_path / "training"
     root.mkdir()
     outside = samples.write_folder(samples.package_files(version="outside"), tmp_path / "elsewhere")
     (root / "sneaky").symlink_to(outside, target_is_directory=True)
-    manager = ModelManager(make_settings(training_dir=root))
-    manager.start()
+    manager = make_started_manager(training_dir=root)
     async with Client(build_server(manager)) as client:
         answer = await call(client, "scan_training_service", import_latest=True)
     assert answer["imported"] == []
@@ -123,8 +118,8 @@ async def test_links_pointing_outside_are_not_followed(make_settings, tmp_path):
     assert package["version"] is None
 
 
-async def test_read_only_scans_but_refuses_imports(make_settings, training, home):
-    manager = ModelManager(make_settings(training_dir=training, read_only=True))
+async def test_read_only_scans_but_refuses_imports(make_started_manager, training, home):
+    manager = make_started_manager(training_dir=training, read_only=True)
     async with Client(build_server(manager)) as client:
         answer = await call(client, "scan_training_service")
         assert len(answer["packages"]) == 3
@@ -133,12 +128,11 @@ async def test_read_only_scans_but_refuses_imports(make_settings, training, home
     assert not (home / "registry.json").exists()
 
 
-async def test_a_package_being_written_is_never_imported_half_written(make_settings, tmp_path):
+async def test_a_package_being_written_is_never_imported_half_written(make_started_manager, tmp_path):
     root = tmp_path / "training"
     folder = root / "growing"
     files = samples.package_files(version="growing")
-    manager = ModelManager(make_settings(training_dir=root))
-    manager.start()
+    manager = make_started_manager(training_dir=root)
     done = threading.Event()
 
     def writer() -> None:
