@@ -440,6 +440,9 @@ def test_faults_database_away_then_shared_folder_read_only(cluster: Cluster) -> 
             listed = ok(replica.list_models(model_name=model), replica)
             assert "unreachable" in (listed["registry_problem"] or ""), listed
             assert listed["deployed_versions"][model] == "fault1"  # the last copy this replica read
+            got = ok(replica.http().get("/models/fault1"), replica)  # the entry too, without the audit trail
+            assert (got["entry"]["status"], got["deployments"]) == ("deployed", [])
+            assert any("unreachable" in note for note in got["omitted"]), got["omitted"]
         problem, (code, sentence) = anyio.run(_mcp_during_outage, b)
         assert "unreachable" in (problem or "")
         assert code == "storage_error" and "Nothing was changed" in sentence

@@ -10,6 +10,7 @@ from model_mcp.core.errors import (
     InvalidInputError,
     InvalidStateError,
     NotFoundError,
+    StorageError,
 )
 from model_mcp.core.registry import Snapshot
 from model_mcp.core.schemas import (
@@ -179,9 +180,17 @@ class RegistryCases(UseCaseBase):
                 digest, size = hash_file(root / name)
                 files[name] = FileInfo(sha256=digest, size=size)
         report = self.load_report(version)
-        deployments = self.history.events(kind="deployments", version=version, limit=200)
-        metadata = self._read_metadata(entry)
         omitted: list[str] = []
+        try:
+            deployments = self.history.events(kind="deployments", version=version, limit=200)
+        except StorageError as exc:
+            if not self.settings.database_url:
+                raise
+            # The database away: answer the entry from the copy this server last read (as list_models
+            # does), without the events, saying why, rather than refusing the whole reading call.
+            deployments = []
+            omitted.append(f"deployment events: {exc}")
+        metadata = self._read_metadata(entry)
         if not details:
             if metadata is not None and "feature_profile" in metadata:
                 metadata = {k: v for k, v in metadata.items() if k != "feature_profile"}
