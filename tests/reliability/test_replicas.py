@@ -39,7 +39,7 @@ from tests.postgres import TcpRelay, query, reset_database
 from tests.reliability.replicas import Replica, ok, problem_code, replica_env, sha256, start_all, wait_serving
 from tests.server.test_artifact_root import _read_only
 
-pytestmark = pytest.mark.slow  # three server processes; about a minute on 2 busy cores
+pytestmark = pytest.mark.slow  # three server processes; 30 to 60 s on 2 busy cores
 
 N_SAMPLES = 500  # small models: quick to fit here and to load in each replica
 ROW = samples.sample_rows(1)
