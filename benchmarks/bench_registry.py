@@ -122,6 +122,15 @@ def _measure(url: str) -> int:
                     other.update(add_one)
                     time.sleep(0.2)  # the NOTIFY arrives
                     first_after += _times_ms(registry.deployed_versions, 1)
+                # Following that change: the read-only view a server loads the new entry from
+                # (PostgreSQL: the rows written since its copy; registry.json: the file again).
+                view_after = []
+                for _ in range(5):
+                    registry.view()
+                    time.sleep(0.2)
+                    other.update(add_one)
+                    time.sleep(0.2)
+                    view_after += _times_ms(registry.view, 1)
                 if isinstance(other, PostgresRegistry):
                     other.close()
                 before = getattr(registry, "queries", 0)
@@ -131,7 +140,7 @@ def _measure(url: str) -> int:
                     registry.deployed_versions()
                 per_call_us = (time.perf_counter() - started) / calls * 1e6
                 made = (getattr(registry, "queries", 0) - before) if queries is not None else None
-                rows.append((n, label, _p50(read), _p50(update), per_call_us, made, _p50(first_after)))
+                rows.append((n, label, _p50(read), _p50(update), per_call_us, made, _p50(first_after), _p50(view_after)))
                 if isinstance(registry, PostgresRegistry):
                     registry.close()
 
@@ -159,11 +168,11 @@ def _measure(url: str) -> int:
     reader.close()
 
     print("| versions | backend | read() p50 | update() p50 | deployed_versions() per call | queries in 10,000 calls "
-          "| first deployed_versions() after another replica's change, p50 |")
-    print("|---|---|---|---|---|---|---|")
-    for n, label, read_ms, update_ms, per_call_us, made, first_ms in rows:
+          "| first deployed_versions() after another replica's change, p50 | view() after it, p50 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, label, read_ms, update_ms, per_call_us, made, first_ms, view_ms in rows:
         print(f"| {n:,} | {label} | {read_ms:.2f} ms | {update_ms:.2f} ms | {per_call_us:.2f} us | "
-              f"{'-' if made is None else made} | {first_ms:.2f} ms |")
+              f"{'-' if made is None else made} | {first_ms:.2f} ms | {view_ms:.2f} ms |")
     print()
     print(f"deploy propagation to another replica (LISTEN/NOTIFY), 40 deploys: p50 {_p50(delays):.2f} ms, "
           f"p95 {_p95(delays):.2f} ms, max {max(delays):.2f} ms")

@@ -543,3 +543,66 @@ def test_predicts_arriving_together_after_a_deploy_make_one_query(registries) ->
     for t in threads:
         t.join()
     assert answers == ["v2"] * 8 and reader.queries - before == 1
+
+
+def _same(snapshot: Snapshot, truth: Snapshot) -> None:
+    """The same versions in the same order, each entry equal."""
+    assert list(snapshot.entries) == list(truth.entries)
+    assert {v: e.registry_json() for v, e in snapshot.entries.items()} == \
+        {v: e.registry_json() for v, e in truth.entries.items()}
+
+
+def test_following_another_replica_reads_only_the_rows_it_changed(registries, pg_url: str) -> None:
+    """view() after another replica's changes parses the rows written since its copy (and drops the
+    versions removed), and equals a full read: order kept, a removed-then-added version last."""
+    writer, follower = registries(), registries()
+    for i in range(200):
+        writer.update(add_entry(f"v{i:03d}", model_name="net" if i % 2 else "pay"))
+    writer.update(deploy("v001"))
+    _same(follower.view(), follower.read())  # a first view reads everything
+    parsed = follower.rows_read
+
+    writer.update(deploy("v003"))  # v001 leaves `deployed`, v003 takes it: two rows
+    assert _wait(lambda: follower.deployed_versions().get("net") == "v003")
+    view = follower.view()
+    assert follower.rows_read - parsed == 2
+    assert view.entries["v003"].status == "deployed" and view.entries["v001"].status == "available"
+    _same(view, writer.read())
+
+    parsed = follower.rows_read
+    writer.update(lambda snap: snap.entries.pop("v010"))
+    writer.update(lambda snap: snap.entries.pop("v020"))
+    writer.update(add_entry("v010", model_name="pay", description="again"))  # re-added: now last
+    writer.update(add_entry("new-1", model_name="net"))
+    assert _wait(lambda: follower.view().entries.get("new-1") is not None)
+    view = follower.view()
+    assert follower.rows_read - parsed <= 2 * 2  # the two added rows (perhaps read twice while waiting)
+    assert "v020" not in view.entries and list(view.entries)[-2:] == ["v010", "new-1"]
+    _same(view, writer.read())
+    assert view is follower.view()  # current: no query, the same object
+    # Unchanged entries are shared with the earlier view (views are never changed), not parsed again.
+    assert view.entries["v199"] is follower.view().entries["v199"]
+
+
+def test_a_copy_older_than_the_kept_tombstones_is_read_whole(registries, pg_url: str) -> None:
+    writer, follower = registries(), registries()
+    for i in range(20):
+        writer.update(add_entry(f"v{i}", model_name="net"))
+    follower.view()
+    writer.update(lambda snap: snap.entries.pop("v5"))
+    # As the pruning does once tombstones are old: they no longer reach back to the follower's copy.
+    query(pg_url, "DELETE FROM registry_removed")
+    query(pg_url, "UPDATE registry_state SET removed_since = generation")
+    parsed = follower.rows_read
+    assert _wait(lambda: "v5" not in follower.view().entries)
+    assert follower.rows_read - parsed >= 19  # the whole registry again: the removal is not lost
+    _same(follower.view(), writer.read())
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

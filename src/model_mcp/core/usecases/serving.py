@@ -204,7 +204,7 @@ class ServingCases(UseCaseBase):
         live = self.runtime.rollouts()
         if (rollouts or live) and {name: (r.version, r.started_at) for name, r in live.items()} != rollouts:
             with self._follow_lock:
-                self.follow_rollouts(self.registry.read())  # type: ignore[attr-defined]
+                self.follow_rollouts(self.registry.view())  # type: ignore[attr-defined]
         residents = self.runtime.residents()
         stale = [name for name, version in deployed.items()
                  if residents.get(name) is None or residents[name].version != version]
@@ -215,7 +215,8 @@ class ServingCases(UseCaseBase):
         if not stale:
             return  # already failed to load; list_models and performance_report say why
         with self._follow_lock:
-            snapshot = self.registry.read()
+            # The read-only view: on PostgreSQL it reads only the rows changed since this server's copy.
+            snapshot = self.registry.view()
             for name in stale:
                 entry = snapshot.deployed_of(name)
                 current = self.runtime.resident_of(name)
