@@ -41,7 +41,8 @@ def test_deploy_saves_the_scorer_and_a_restart_serves_it_exactly(home: Path, pac
     answer = restarted.predict(rows=rows, exact_scores=True)
     assert answer["scores"] == model.decision_function(np.asarray(rows)).tolist()
     assert answer["labels"] == model.predict(np.asarray(rows)).tolist()
-    assert restarted.performance_report().scoring_path == "fast_tree"
+    report = restarted.performance_report()
+    assert report.scoring_path == "fast_tree" and report.scoring_layout == "heap"
 
     # The full model takes over inside the same installation: the figures carry on.
     restarted._load_full_model(entry, stand_in=stand_in)

@@ -2,9 +2,10 @@
 
 Property tests draw forests of random sizes, depths (through max_samples), feature counts and
 feature subsampling, fitted on data with repeated values, and rows that land exactly on split
-thresholds, just beside them in float32, at float32's limits and far beyond them. Both walks of
-the scorer (the numpy walk of all trees and the compiled per-tree walk for large batches) must
-give scikit-learn's decision_function to within 1e-12 (they give it bit for bit) and its predict.
+thresholds, just beside them in float32, at float32's limits and far beyond them. Every walk of
+the scorer (the numpy walks of all trees over the heap and the dense layouts, packed and plain,
+and the compiled per-tree walk for large batches) must give scikit-learn's decision_function to
+within 1e-12 (they give it bit for bit) and its predict.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, Stan
 from model_mcp.core.errors import InvalidInputError
 from model_mcp.core.runtime import ResidentModel, Runtime
 from model_mcp.core.scoring import FAST_PATH, SKLEARN_PATH, build_fast_scorer
-from model_mcp.core.scoring.forest import PACKED_MIN_ROWS, average_path_length
+from model_mcp.core.scoring.forest import (
+    _CHUNK_CELLS,
+    DEFAULT_CROSSOVER_ROWS,
+    HEAP_MAX_CELLS,
+    PACKED_MIN_ROWS,
+    _tree_sums,
+    average_path_length,
+)
 
 F32 = np.finfo(np.float32)
 # float32's edges and beyond: the largest and smallest normal and subnormal values, values that
@@ -65,17 +73,18 @@ def _assert_exact(scorer, model, X: np.ndarray) -> None:  # type: ignore[no-unty
     expected = model.decision_function(X)
     labels = model.predict(X)
     forest = scorer.forest
-    # the numpy walk (packed from PACKED_MIN_ROWS rows), the plain numpy walk at every size, then
-    # scikit-learn's compiled walk
-    for crossover, packed in ((10**9, None), (10**9, False), (0, None)):
+    # the heap walk, the dense walk (packed from PACKED_MIN_ROWS rows), the plain dense walk at
+    # every size, then scikit-learn's compiled walk
+    for crossover, heap, packed in ((10**9, None, None), (10**9, False, None), (10**9, False, False),
+                                    (0, None, None)):
         forest.crossover_rows = crossover
-        forest.packed = packed
+        forest.heap, forest.packed = heap, packed
         got = scorer.decision_function(X)
         assert got is not None
         assert np.max(np.abs(got - expected)) <= 1e-12
         assert np.array_equal(got, expected)  # in fact bit for bit
         assert np.array_equal(np.where(got < 0, -1, 1), labels)
-    forest.packed = None
+    forest.heap = forest.packed = None
 
 
 forest_params = st.fixed_dictionaries({
@@ -189,10 +198,11 @@ def test_each_trusted_scaler_is_served_by_the_fast_path(scaler: object) -> None:
     assert np.array_equal(labels, pipeline.predict(rows))
 
 
-def test_the_packed_walk_takes_the_branch_of_float32_comparisons_at_every_edge() -> None:
+def test_every_walk_takes_the_branch_of_float32_comparisons_at_every_edge() -> None:
     """Thresholds and rows at float32's edges (signed zeros, subnormals, the largest finite value,
-    values that overflow to infinity in the cast), in batches walked packed: the integer keys must
-    order them exactly as float32 comparisons do."""
+    values that overflow to infinity in the cast), in batches walked by the heap, packed dense and
+    plain dense walks: the integer keys of the packed walk must order them exactly as float32
+    comparisons do, and rows cast to +-inf must pass the heap's padding (+inf thresholds) leftwards."""
     rng = np.random.default_rng(11)
     edges = np.array([v for v in EDGE_VALUES if abs(v) <= float(F32.max)])
     train = rng.choice(np.concatenate([edges, rng.normal(size=50)]), size=(400, 3))
@@ -255,22 +265,67 @@ def test_other_models_keep_scikit_learns_path() -> None:
     assert build_fast_scorer(forest, 4) is None
 
 
-def test_runtime_reports_the_path_and_batches_above_the_crossover_use_compiled_trees() -> None:
+def test_runtime_reports_the_heap_layout_which_scores_every_batch_size() -> None:
     rng = np.random.default_rng(3)
     model = IsolationForest(n_estimators=20, random_state=0).fit(rng.normal(size=(300, 4)))
     runtime = Runtime()
     runtime.install(ResidentModel.create(version="v", estimator=model, feature_names=list("abcd")))
-    crossover = runtime.current.fast_scorer.crossover_rows
-    small = rng.normal(size=(3, 4))
-    large = rng.normal(size=(crossover + 1, 4))
-    for X in (small, large):
+    scorer = runtime.current.fast_scorer
+    assert scorer.layout == "heap" and scorer.crossover_rows is None
+    for n in (1, 3, 2_000):
+        X = rng.normal(size=(n, 4))
         answer = runtime.predict(X.tolist(), exact_scores=True)
         assert answer["scores"] == model.decision_function(X).tolist()
         assert answer["labels"] == model.predict(X).tolist()
     figures = runtime.performance()
-    assert figures["scoring_path"] == FAST_PATH
-    assert figures["scoring_crossover_rows"] == crossover
+    assert figures["scoring_path"] == FAST_PATH and figures["scoring_layout"] == "heap"
+    assert figures["scoring_crossover_rows"] is None
+    assert figures["requests_by_scoring_path"] == {FAST_PATH: 3}
+
+
+def test_a_forest_too_large_for_the_heap_walks_dense_and_hands_large_batches_to_compiled_trees() -> None:
+    """260 trees of depth 10 need 266,240 bottom cells, above HEAP_MAX_CELLS: the dense layout serves,
+    and above its crossover scikit-learn's compiled trees score (with the same exact summation)."""
+    rng = np.random.default_rng(8)
+    model = IsolationForest(n_estimators=260, max_samples=1024, random_state=0).fit(rng.normal(size=(1100, 4)))
+    assert model.n_estimators << 10 > HEAP_MAX_CELLS
+    runtime = Runtime()
+    runtime.install(ResidentModel.create(version="v", estimator=model, feature_names=list("abcd")))
+    scorer = runtime.current.fast_scorer
+    assert scorer.layout == "dense" and scorer.crossover_rows == DEFAULT_CROSSOVER_ROWS
+    for n in (3, DEFAULT_CROSSOVER_ROWS + 1):
+        X = rng.normal(size=(n, 4))
+        answer = runtime.predict(X.tolist(), exact_scores=True)
+        assert answer["scores"] == model.decision_function(X).tolist()
+        assert answer["labels"] == model.predict(X).tolist()
+    figures = runtime.performance()
+    assert figures["scoring_path"] == FAST_PATH and figures["scoring_layout"] == "dense"
+    assert figures["scoring_crossover_rows"] == DEFAULT_CROSSOVER_ROWS
     assert figures["requests_by_scoring_path"] == {FAST_PATH: 1, SKLEARN_PATH: 1}
+
+
+def test_batches_walk_in_chunks_of_the_heap_exactly_including_a_last_chunk_of_one_row() -> None:
+    rng = np.random.default_rng(12)
+    model = IsolationForest(n_estimators=200, max_samples=64, random_state=0).fit(rng.normal(size=(500, 3)))
+    scorer = build_fast_scorer(model, 3)
+    assert scorer is not None and scorer.layout == "heap"
+    chunk = _CHUNK_CELLS // 200
+    for n in (chunk, chunk + 1, 2 * chunk + 1, 2 * chunk + 2):
+        X = np.concatenate([_rows_near_thresholds(model, rng, n // 2, 3), rng.normal(size=(n - n // 2, 3))])
+        _assert_exact(scorer, model, X)
+
+
+@SETTINGS
+@given(n_trees=st.integers(1, 300), n_rows=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_tree_sums_add_the_trees_in_order(n_trees: int, n_rows: int, seed: int) -> None:
+    """The per-row sum over the tree axis is `depths +=` tree after tree, to the last bit; terms of
+    very different magnitudes make any other order show."""
+    rng = np.random.default_rng(seed)
+    terms = rng.normal(size=(n_trees, n_rows)) * 10.0 ** rng.integers(-12, 13, size=(n_trees, n_rows))
+    expected = np.zeros(n_rows)
+    for row in terms:
+        expected += row
+    assert np.array_equal(_tree_sums(terms), expected)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])

@@ -473,7 +473,7 @@ class ResidentModel:
             # worst gets a RuntimeWarning from the cast, with the same values.
             scores = fast.decision_function(X, in_float32_range=True)
             if scores is not None:  # above the crossover, scikit-learn's compiled tree walk ran
-                path = FAST_PATH if X.shape[0] <= fast.crossover_rows else SKLEARN_PATH
+                path = FAST_PATH if fast.serves(X.shape[0]) else SKLEARN_PATH
                 return np.where(scores < 0, -1, 1).astype(np.int64, copy=False), scores, path
         labels, scores = self._sklearn_score_and_label(X)
         return labels, scores, SKLEARN_PATH
@@ -680,6 +680,7 @@ class _Deployment:
             "load_ms": resident.load_ms,
             "scoring_path": resident.scoring_path,
             "scoring_crossover_rows": resident.fast_scorer.crossover_rows if resident.fast_scorer else None,
+            "scoring_layout": resident.fast_scorer.layout if resident.fast_scorer else None,
             "requests_by_scoring_path": by_path,
         }
 

@@ -6,9 +6,9 @@ loaded estimator's own fitted arrays: nothing is generated from package content 
 is unpickled. Every other estimator gets None and keeps scikit-learn's path.
 
 The scorer's scores equal the estimator's `decision_function` bit for bit (see `forest.py` for
-why), so labels thresholded at 0 equal its `predict`. Batches up to `crossover_rows` rows go
-through the numpy walk of all trees at once; larger ones through scikit-learn's compiled
-per-tree walk with the same summation.
+why), so labels thresholded at 0 equal its `predict`. Batches go through the numpy walk of all
+trees at once; with the dense layout (very large forests), batches above `crossover_rows` rows go
+through scikit-learn's compiled per-tree walk with the same summation.
 """
 
 from __future__ import annotations
@@ -35,8 +35,19 @@ class FastScorer:
     forest: FastForest
 
     @property
-    def crossover_rows(self) -> int:
+    def crossover_rows(self) -> int | None:
+        """Batches above it take scikit-learn's compiled trees; None: none do."""
         return self.forest.crossover_rows
+
+    @property
+    def layout(self) -> str:
+        """The numpy walk's layout, `heap` or `dense` (`forest.py`)."""
+        return self.forest.layout
+
+    def serves(self, n_rows: int) -> bool:
+        """Whether a batch of n_rows is scored by the numpy walk (else by the compiled trees)."""
+        crossover = self.forest.crossover_rows
+        return crossover is None or n_rows <= crossover
 
     def decision_function(self, X: np.ndarray, *, in_float32_range: bool = False) -> np.ndarray | None:
         """Scores of the finite float64 rows X, or None when the scalers made a NaN (the caller

@@ -100,11 +100,12 @@ def load_scorer(folder: Path, version: str, model_sha256: str) -> Any | None:
             transforms.append(Transform(kind=str(spec["kind"]), steps=tuple(steps)))
         forest = FastForest(
             n_features=int(meta["n_features"]), n_trees=int(meta["n_trees"]), depth=int(meta["depth"]),
-            offset=float.fromhex(meta["offset"]), trees=(), crossover_rows=2**62,
+            offset=float.fromhex(meta["offset"]), trees=(), crossover_rows=None,
             **{name: arrays[name] for name in _FOREST_ARRAYS},
         )
         if not _consistent(forest):
             return None
+        forest._heap()  # laid out now, in the loading thread, rather than by the first predict
         return FastScorer(transforms=tuple(transforms), forest=forest)
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None

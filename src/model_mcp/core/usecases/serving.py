@@ -522,7 +522,8 @@ class ServingCases(UseCaseBase):
 
 
 def _no_scoring_figures() -> dict[str, Any]:
-    return {"scoring_path": None, "scoring_crossover_rows": None, "requests_by_scoring_path": None}
+    return {"scoring_path": None, "scoring_crossover_rows": None, "scoring_layout": None,
+            "requests_by_scoring_path": None}
 
 
 def _event_model(event: dict[str, Any], snapshot: Snapshot | None) -> str | None:
