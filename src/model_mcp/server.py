@@ -31,7 +31,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError, WithJsonSchema
 
 from model_mcp import __version__
-from model_mcp.arguments import accepted_names, describe_argument_errors, forbid_unknown
+from model_mcp.arguments import accepted_names, describe_argument_errors, forbid_unknown, strict_schema
 from model_mcp.core.alerts import AlertsResult
 from model_mcp.core.errors import ModelMcpError
 from model_mcp.core.manager import ModelManager
@@ -158,7 +158,7 @@ class _Server(MCPServer):
         if tool is not None:
             strict = forbid_unknown(tool.fn_metadata.arg_model)
             tool.fn_metadata.arg_model = strict  # type: ignore[assignment]
-            tool.parameters = strict.model_json_schema(by_alias=True)
+            tool.parameters = strict_schema(tool.parameters)
 
     async def list_tools(self) -> list[Any]:
         tools = await super().list_tools()

@@ -6,6 +6,8 @@ An agent that misspells an argument, or asks an older server for something it do
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import store_state
@@ -17,6 +19,18 @@ pytestmark = pytest.mark.anyio
 async def test_every_input_schema_forbids_unknown_arguments(client):
     for tool in (await client.list_tools()).tools:
         assert tool.input_schema.get("additionalProperties") is False, tool.name
+
+
+def test_the_strict_schemas_written_at_start_are_what_pydantic_generates(manager):
+    """The server writes each strict arguments schema from the SDK's one (`strict_schema`) instead of
+    generating it again at start: it must be exactly the strict model's own JSON schema."""
+    from model_mcp.server import build_server
+
+    tools = build_server(manager)._tool_manager.list_tools()
+    assert len(tools) > 10
+    for tool in tools:
+        generated = tool.fn_metadata.arg_model.model_json_schema(by_alias=True)
+        assert json.dumps(tool.parameters) == json.dumps(generated), tool.name  # the same keys in the same order
 
 
 async def test_deploy_with_an_unknown_argument_is_refused_and_deploys_nothing(client, packages, home):
