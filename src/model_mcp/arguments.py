@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from model_mcp.core.text import printable
