@@ -26,10 +26,10 @@ from model_mcp.core.errors import InvalidInputError
 from model_mcp.core.runtime import ResidentModel, Runtime
 from model_mcp.core.scoring import FAST_PATH, SKLEARN_PATH, build_fast_scorer
 from model_mcp.core.scoring.forest import (
-    _CHUNK_CELLS,
     DEFAULT_CROSSOVER_ROWS,
     HEAP_MAX_CELLS,
     PACKED_MIN_ROWS,
+    _chunk_rows,
     _tree_sums,
     average_path_length,
 )
@@ -309,7 +309,7 @@ def test_batches_walk_in_chunks_of_the_heap_exactly_including_a_last_chunk_of_on
     model = IsolationForest(n_estimators=200, max_samples=64, random_state=0).fit(rng.normal(size=(500, 3)))
     scorer = build_fast_scorer(model, 3)
     assert scorer is not None and scorer.layout == "heap"
-    chunk = _CHUNK_CELLS // 200
+    chunk = _chunk_rows(200)
     for n in (chunk, chunk + 1, 2 * chunk + 1, 2 * chunk + 2):
         X = np.concatenate([_rows_near_thresholds(model, rng, n // 2, 3), rng.normal(size=(n - n // 2, 3))])
         _assert_exact(scorer, model, X)
