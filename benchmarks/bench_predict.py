@@ -23,11 +23,13 @@ after other work, as over a real transport.
 
   sk_df      estimator.decision_function(X), X a numpy array: scikit-learn's least work.
   core       Runtime.predict(rows), rows as Python lists (what a JSON request gives): parsing and
-             checking them, scoring (the fast tree scorer up to its crossover, scikit-learn's
-             compiled trees above it), labels, the answer with scores at 6 digits, the request
-             id and the bookkeeping (figures, recent-input window, baseline, request map).
+             checking them, scoring (the fast tree scorer: this forest fits its heap layout, whose
+             numpy walk scores every batch size), labels, the answer with scores at 6 digits, the
+             request id and the bookkeeping (figures, recent-input window, baseline, request map).
   core_np    Runtime.predict(X) with the numpy array: the core without list parsing.
   fast       FastScorer.decision_function(X) alone: the model time of the core.
+  dense      the same scorer forced onto its dense layout (the walk before the heap layout, and
+             what forests too large for the heap use), for comparison in the same run.
   gtil       treelite.gtil.predict(model, X, nthread=1) (Treelite's reference interpreter).
   ort        ONNX Runtime on the skl2onnx conversion (float32 input).
 
@@ -55,6 +57,7 @@ import numpy as np  # noqa: E402
 from sklearn.ensemble import IsolationForest  # noqa: E402
 
 from model_mcp.core.runtime import ResidentModel, Runtime, parse_rows  # noqa: E402
+from model_mcp.core.scoring import build_fast_scorer  # noqa: E402
 
 N_FEATURES = 8
 N_TREES = 100
@@ -166,6 +169,8 @@ def main() -> None:
     runtime.install(ResidentModel.create(version="bench", estimator=model, feature_names=names))
     fast = runtime.current.fast_scorer
     assert fast is not None, "the benchmark model must be served by the fast tree scorer"
+    dense = build_fast_scorer(model, N_FEATURES)
+    dense.forest.heap, dense.forest.crossover_rows = False, None  # the dense numpy walk at every size
     engines = other_engines(model, train)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -173,9 +178,10 @@ def main() -> None:
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print("versions: " + ", ".join(f"{name} {_version(name)}" for name in
                                    ("numpy", "scikit-learn", "treelite", "onnxruntime", "skl2onnx")))
-    print(f"IsolationForest(n_estimators={N_TREES}), {N_FEATURES} features, depth <= 8; crossover of the fast "
-          f"scorer: {fast.crossover_rows} rows; medians in milliseconds")
-    columns = ["sk_df", "core", "core_np", "fast", *engines]
+    crossover = "none" if fast.crossover_rows is None else f"{fast.crossover_rows} rows"
+    print(f"IsolationForest(n_estimators={N_TREES}), {N_FEATURES} features, depth <= 8; fast scorer layout "
+          f"{fast.layout}, crossover to scikit-learn's compiled trees: {crossover}; medians in milliseconds")
+    columns = ["sk_df", "core", "core_np", "fast", "dense", *engines]
     header = f"{'rows':>6} {'reps':>5} " + " ".join(f"{c:>9}" for c in columns) + \
         f" {'sk_df/core':>10} {'core/gtil':>9} {'core/sk_df':>10}"
     tables: dict[str, list[str]] = {"warm": [], "cold": []}
@@ -188,6 +194,7 @@ def main() -> None:
             "core": lambda: runtime.predict(rows),
             "core_np": lambda: runtime.predict(X),
             "fast": lambda: fast.decision_function(X),
+            "dense": lambda: dense.decision_function(X),
         }
         for name, engine in engines.items():
             variants[name] = (lambda e: lambda: e(X))(engine)
@@ -215,7 +222,8 @@ def main() -> None:
     expected = model.decision_function(X)
     diffs = {"core": np.abs(np.asarray(runtime.predict(X, exact_scores=True)["scores"]) - expected).max(),
              "fast (numpy walk)": np.abs(fast.forest._finish(fast.forest.walk_depths(
-                 X.astype(np.float32))) - expected).max()}
+                 X.astype(np.float32))) - expected).max(),
+             "dense": np.abs(dense.decision_function(X) - expected).max()}
     for name, engine in engines.items():
         diffs[name] = np.abs(engine(X) - expected).max()
     print("\nlargest |score - sklearn decision_function| over 10,000 rows: "
