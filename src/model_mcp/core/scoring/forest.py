@@ -325,7 +325,9 @@ class FastForest:
     def _row_starts(self, n: int, d: int) -> np.ndarray:
         """Each cell's offset of its row in the flattened rows, as the (trees x rows) cells lie:
         a full array, since adding a broadcast operand costs numpy twice a full one."""
-        return np.tile(np.arange(0, n * d, d, dtype=np.intp), (self.n_trees, 1))
+        starts = np.empty((self.n_trees, n), dtype=np.intp)
+        starts[...] = np.arange(0, n * d, d, dtype=np.intp)
+        return starts
 
     def _walk_chunk_heap(self, X32: np.ndarray, heap: _Heap) -> np.ndarray:
         n, d = X32.shape
