@@ -14,12 +14,12 @@ Prints p50/p95, the calls interleaved in each repeat, of:
 the bytes of a 1,000-row predict answer on the wire (default, exact_scores, summary_only, and the
 answer as it was before lean answers: full-precision scores, plus the same data again as indented
 JSON text), and the time from spawn to the `initialize` answer and to the first predict answer
-(median of 5 spawns; the saved scorer serves the first predict, see README), beside three floors
-measured in the same run (median of 5 spawns each): a bare `python -c pass`, a Python that only
-imports the MCP SDK's server (`mcp.server`, `mcp.server.mcpserver`), and a bare SDK server
-(`MCPServer` with one tool, stdio) from spawn to the answer of its first tool call: what any server
-built on this SDK pays before it can answer anything. The CPU time of the floors is printed too
-(less sensitive to the machine's load than wall time).
+(the saved scorer serves it, see README), beside three floors: a bare `python -c pass`, a Python
+that only imports the MCP SDK's server (`mcp.server`, `mcp.server.mcpserver`), and a bare SDK
+server (`MCPServer` with one tool, stdio) from spawn to the answer of its first tool call, which
+any server built on this SDK pays before it can answer anything. Medians of 5 rounds, each round
+spawning the four in turn; the CPU time of the two floors without a client is printed too (less
+sensitive to the machine's load than wall time).
 
 Targets (issue 13): a one-row predict within 0.3 ms of list_models(limit=1) at p50; a 1,000-row
 answer at least 60 % smaller than before; the first predict under 0.5 s from spawn.
@@ -75,37 +75,45 @@ server.run("stdio")
 SPAWNS = 5
 
 
-def spawn_ms(code: str) -> tuple[float, float]:
-    """Median wall time and median CPU time (user + system) of SPAWNS spawns of this Python running
-    `code`, in ms."""
+def spawn_once(code: str) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one spawn of this Python running `code`, in ms."""
     import subprocess
 
-    walls, cpus = [], []
-    for _ in range(SPAWNS):
-        before = os.times()
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-        walls.append((time.perf_counter() - t0) * 1000)
-        after = os.times()
-        cpus.append((after.children_user + after.children_system - before.children_user - before.children_system) * 1000)
-    return statistics.median(walls), statistics.median(cpus)
+    before = os.times()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    wall = (time.perf_counter() - t0) * 1000
+    after = os.times()
+    return wall, (after.children_user + after.children_system - before.children_user - before.children_system) * 1000
 
 
-async def start_ms(params, tool: str, arguments: dict) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Median wall times from spawn to the initialize answer and to the answer of a first `tool` call."""
+async def start_once(params, tool: str, arguments: dict) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Wall times from spawn to the initialize answer and to the answer of a first `tool` call, in ms."""
     from mcp import Client
     from mcp.client.stdio import stdio_client
 
-    inits, firsts = [], []
-    for _ in range(SPAWNS):
+    with open(os.devnull, "w") as errlog:  # noqa: ASYNC230 (opened before the clock starts)
         started = time.perf_counter()
-        with open(os.devnull, "w") as errlog:  # noqa: ASYNC230 (not timed: opened before the spawn)
-            async with Client(stdio_client(params, errlog=errlog)) as client:
-                inits.append((time.perf_counter() - started) * 1000)
-                result = await client.call_tool(tool, arguments)
-                firsts.append((time.perf_counter() - started) * 1000)
-                assert not result.is_error, result.content
-    return statistics.median(inits), statistics.median(firsts)
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            initialized = (time.perf_counter() - started) * 1000
+            result = await client.call_tool(tool, arguments)
+            first = (time.perf_counter() - started) * 1000
+            assert not result.is_error, result.content
+    return initialized, first
+
+
+async def start_figures(params, bare_params, rows: list) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """Medians over SPAWNS rounds, each round spawning all four in turn (a slow moment of the
+    machine hits all of them alike): python -c pass and the SDK's import (wall, CPU), the bare SDK
+    server and this server (initialize, first call)."""
+    samples: dict[str, list[tuple[float, float]]] = {"pass": [], "sdk_import": [], "bare": [], "server": []}
+    for _ in range(SPAWNS):
+        samples["pass"].append(spawn_once("pass"))
+        samples["sdk_import"].append(spawn_once("import mcp.server, mcp.server.mcpserver"))
+        samples["bare"].append(await start_once(bare_params, "predict", {"rows": rows}))
+        samples["server"].append(await start_once(params, "predict", {"rows": rows}))
+    return {name: (statistics.median(a for a, _ in values), statistics.median(b for _, b in values))
+            for name, values in samples.items()}
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -144,10 +152,10 @@ async def main() -> None:
     bare.write_text(BARE_SCRIPT)
     bare_params = StdioServerParameters(command=sys.executable, args=[str(bare)],
                                         env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-    floor_python = spawn_ms("pass")
-    floor_sdk = spawn_ms("import mcp.server, mcp.server.mcpserver")
-    bare_init, bare_first = await start_ms(bare_params, "predict", {"rows": one})
-    initialized, first_predict = await start_ms(params, "predict", {"rows": one})
+    starts = await start_figures(params, bare_params, one)
+    floor_python, floor_sdk = starts["pass"], starts["sdk_import"]
+    bare_init, bare_first = starts["bare"]
+    initialized, first_predict = starts["server"]
     with open(os.devnull, "w") as errlog:  # noqa: ASYNC230
         async with Client(stdio_client(params, errlog=errlog)) as client:
             table = []
