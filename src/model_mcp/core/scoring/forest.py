@@ -182,10 +182,6 @@ class _Heap:
     threshold32: np.ndarray  # (bottom,) float32
     term: np.ndarray  # (bottom,) float64
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.feature.nbytes + self.threshold32.nbytes + self.term.nbytes)
-
 
 def _heap_layout(forest: FastForest) -> _Heap | None:
     """The heap of a forest's dense arrays, or None when it would exceed HEAP_MAX_CELLS or an
