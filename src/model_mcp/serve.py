@@ -44,6 +44,8 @@ def serve(settings: Settings) -> int:
     manager.start_background_check()
     # Imports new complete packages from the training folder (--watch-training; one watcher per home).
     watch = manager.start_training_watch()
+    # On a database: this server's row in the replicas table, every MODEL_MCP_REPLICA_HEARTBEAT_S.
+    manager.start_heartbeat()
     server = build_server(manager)
     log.info("serving", home=str(settings.home), transport=settings.transport, read_only=settings.read_only,
              watch_training_s=watch.interval_s if watch else 0)
@@ -61,3 +63,4 @@ def serve(settings: Settings) -> int:
     finally:
         if watch is not None:
             watch.stop()  # lets an import in progress finish, then gives the home's watch lock up
+        manager.stop_heartbeat()  # the row stays and turns `missing`; pruned after a day

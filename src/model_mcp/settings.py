@@ -106,6 +106,10 @@ class Settings(BaseModel):
     # live there instead of the home's models/ and reports/; each replica loads from a local copy in
     # its home checked against the sha256 recorded at import (core/package_cache.py). Unset: the home.
     artifact_root: Path | None = None
+    # With a database: each server writes its replica row (what it serves, the registry generation
+    # it applied) every this many seconds (core/replicas.py); 0 = off. Read by `model-mcp replicas`,
+    # GET /api/v1/replicas and the dashboard's Replicas view.
+    replica_heartbeat_s: float = Field(default=5.0, ge=0)
 
     # Transport.
     transport: Literal["stdio", "http"] = "stdio"

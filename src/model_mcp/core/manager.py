@@ -34,6 +34,7 @@ from model_mcp.core.usecases.base import Progress
 from model_mcp.core.usecases.importing import ImportCases
 from model_mcp.core.usecases.monitoring import MonitoringCases
 from model_mcp.core.usecases.registry_cases import RegistryCases, training_dir_warning
+from model_mcp.core.usecases.replicas import ReplicaCases
 from model_mcp.core.usecases.rollouts import RolloutCases
 from model_mcp.core.usecases.serving import ServingCases
 from model_mcp.core.usecases.training import TrainingCases
@@ -48,7 +49,8 @@ log = get_logger(__name__)
 __all__ = ["ModelManager", "Progress"]
 
 
-class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, MonitoringCases, TrainingCases):
+class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, MonitoringCases, TrainingCases,
+                   ReplicaCases):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.home, settings.artifact_root)
@@ -81,6 +83,12 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         self.discovery_problems: list[DiscoveryProblem] = []
         # On PostgreSQL: a sentence when the home's registry.json holds versions the database lacks.
         self.home_registry_warning: str | None = None
+        # This process as a replica (start_heartbeat, called by serve) and its heartbeat on PostgreSQL.
+        self.replica_identity = None
+        self.heartbeat = None
+        self._replica_reader = None
+        self._replica_lock = threading.Lock()
+        self._replica_applied = None
 
     def start_background_check(self) -> BackgroundCheck | None:
         """The server's background check (off in read-only mode, without a store, or with interval 0)."""
@@ -94,6 +102,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
 
     def close(self) -> None:
         """Write what the recorder holds, send pending webhook alerts, stop the threads (server end; tests)."""
+        self.stop_heartbeat()  # first: its row then ages into `missing` while the rest closes
         for name in list(self.runtime.rollouts()):
             self.end_live_rollout(name)  # the shadow's last comparison is saved before the store closes
         if self.recorder is not None:

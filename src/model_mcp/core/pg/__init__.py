@@ -3,10 +3,13 @@
 Chosen by `MODEL_MCP_DATABASE_URL` (a `postgresql://` URL). psycopg (3) is imported here only, and
 only when a URL is configured: a server on a home folder never loads it.
 
-Schema: the files `migrations/NNNN_name.sql`, applied in order by `migrate`, each in the same
-transaction as its row in `schema_migrations`. The whole run holds a transaction-scoped advisory
-lock, so replicas starting at once apply each file exactly once (the others wait, then find it
-applied). A database migrated by a newer server (versions this one does not know) is used as it is.
+Schema: the files `migrations/NNNN_name.sql`, applied in file order by `migrate`, each in the same
+transaction as its row in `schema_migrations`. Every file this server knows and the database lacks
+is applied, also one numbered below a file already applied (two changes developed side by side may
+land in either order; each file stands on its own). The whole run holds a transaction-scoped
+advisory lock, so replicas starting at once apply each file exactly once (the others wait, then
+find it applied). A database migrated by a newer server (versions this one does not know) is used
+as it is.
 
 Connections: a manager's stores share one `Links` (three kept connections, each a `Link` behind its
 lock: `write` for registry, audit-trail and policy changes, `read` for their reads, `monitoring` for
@@ -71,28 +74,36 @@ def connect(url: str, *, autocommit: bool = True, migrate_schema: bool = True) -
 
 
 def migrations() -> list[tuple[int, str, str]]:
-    """(number, name, sql) of every migration file, in order."""
+    """(number, name, sql) of every migration file, in file order."""
     folder = importlib.resources.files(__name__) / "migrations"
     found = []
     for item in folder.iterdir():
         match = _FILE.match(item.name)
         if match:
             found.append((int(match.group(1)), match.group(2), item.read_text(encoding="utf-8")))
-    found.sort()
+    return in_order(found)
+
+
+def in_order(found: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """The files sorted by number; two files with one number are refused (which runs first would be
+    a guess). Gaps are allowed: a number may be taken by a change that has not landed yet."""
+    found = sorted(found)
     numbers = [n for n, _, _ in found]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise RuntimeError(f"migration files must be numbered 1..n without gaps: {numbers}")
+    if len(set(numbers)) != len(numbers) or any(n < 1 for n in numbers):
+        raise RuntimeError(f"migration files must have distinct numbers from 0001: {numbers}")
     return found
 
 
 def latest() -> int:
-    return len(migrations())
+    known = migrations()
+    return known[-1][0] if known else 0
 
 
 def migrate(connection: psycopg.Connection[Any]) -> list[int]:
-    """Apply the migrations this database lacks; answers the numbers applied (none: already current)."""
+    """Apply the migrations this database lacks, in file order; answers the numbers applied (none:
+    already current)."""
     known = migrations()
-    if _applied_max(connection) >= len(known):
+    if {n for n, _, _ in known} <= _applied(connection):
         return []
     applied_now: list[int] = []
     with connection.transaction():
@@ -108,18 +119,18 @@ def migrate(connection: psycopg.Connection[Any]) -> list[int]:
             connection.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (number, name))
             applied_now.append(number)
     if applied_now:
-        log.info("database_migrated", applied=applied_now, schema_version=len(known))
+        log.info("database_migrated", applied=applied_now, schema_version=known[-1][0])
     return applied_now
 
 
-def _applied_max(connection: psycopg.Connection[Any]) -> int:
-    """The highest migration applied, without taking the lock (0 on a new database)."""
+def _applied(connection: psycopg.Connection[Any]) -> set[int]:
+    """The migrations applied, without taking the lock (none on a new database): one small read per
+    connection, so a file that landed below the highest applied one is still noticed."""
     with connection.transaction():
         row = connection.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
         if not row or not row[0]:
-            return 0
-        found = connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
-    return int(found[0]) if found else 0
+            return set()
+        return {int(r[0]) for r in connection.execute("SELECT version FROM schema_migrations")}
 
 
 class Link:

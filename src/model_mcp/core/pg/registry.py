@@ -81,6 +81,14 @@ class PostgresRegistry:
     def __repr__(self) -> str:
         return f"PostgresRegistry({safe_url(self.url)!r})"
 
+    @property
+    def generation(self) -> int | None:
+        """The registry generation (`registry_state.generation`) of the copy this object serves
+        `deployed_versions` from; None before the first read. Read without a lock (one attribute):
+        the replica heartbeat reports it without touching the predict path's lock."""
+        generation = self._cache_generation
+        return generation if generation >= 0 else None
+
     # --- connections -------------------------------------------------------------------------------
     def _run(self, role: str, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         link = self.links.write if role == "write" else self.links.read

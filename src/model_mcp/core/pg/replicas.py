@@ -1,0 +1,121 @@
+"""Replica heartbeats in PostgreSQL: the `replicas` table (migrations/0006).
+
+Each server process on the database writes its own row (`beat`, an upsert keyed by its replica id)
+from its heartbeat thread (core/replicas.py); `read` answers every row with its age by the
+database's clock (replicas on other machines may disagree about the time; `now() - last_seen` on
+one server cannot) and the registry's generation, in one statement.
+
+One connection of its own, opened at first use and kept: a beat never waits behind a registry
+change on the registry's connections, and never holds one of them. Every statement is bounded
+(`statement_timeout`), so a database that stalls delays the heartbeat thread, never a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from model_mcp.core.errors import StorageError
+from model_mcp.core.pg import connect, safe_url
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from model_mcp.core.replicas import ReplicaBeat, ReplicaIdentity
+
+T = TypeVar("T")
+STATEMENT_TIMEOUT_MS = 5000
+PRUNE_AFTER = "1 day"
+PRUNE_EVERY_S = 3600.0
+
+_COLUMNS = ("replica_id", "host_name", "pid", "address", "started_at", "interval_s", "applied_generation",
+            "serves", "note", "server_version", "artifact_root")
+
+
+class PostgresReplicas:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        self._pruned_at = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"PostgresReplicas({safe_url(self.url)!r})"
+
+    def _run(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        import psycopg
+
+        with self._lock:
+            try:
+                if self._connection is None or self._connection.closed:
+                    self._connection = connect(self.url)
+                with self._connection.transaction():
+                    self._connection.execute("SELECT set_config('statement_timeout', %s, true)",
+                                             (str(STATEMENT_TIMEOUT_MS),))
+                    return fn(self._connection)
+            except psycopg.Error as exc:
+                # Dropped: the next call opens a new connection, so beats resume by themselves
+                # when the database returns.
+                self._close_connection()
+                raise StorageError(f"The database is unreachable while {doing} ({str(exc).strip()[:200]}). "
+                                   "The replicas' heartbeats resume by themselves when it returns.") from exc
+
+    def beat(self, identity: ReplicaIdentity, state: ReplicaBeat) -> int:
+        """Write this replica's row (last_seen = the database's now); about once an hour also delete
+        the rows unseen for a day (replicas long gone). Answers the rows pruned."""
+        prune = time.monotonic() - self._pruned_at >= PRUNE_EVERY_S
+        values = (identity.replica_id, identity.host_name, identity.pid, identity.address, identity.started_at,
+                  identity.interval_s, state.applied_generation, json.dumps(state.serves), state.note,
+                  identity.server_version, identity.artifact_root)
+
+        def write(connection: psycopg.Connection[Any]) -> int:
+            connection.execute(
+                f"INSERT INTO replicas ({', '.join(_COLUMNS)}, last_seen) "
+                f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}, now()) "
+                "ON CONFLICT (replica_id) DO UPDATE SET last_seen = now(), "
+                + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]), values)
+            if not prune:
+                return 0
+            return connection.execute(f"DELETE FROM replicas WHERE last_seen < now() - interval '{PRUNE_AFTER}'"
+                                      ).rowcount
+
+        pruned = self._run("writing this replica's heartbeat", write)
+        if prune:
+            self._pruned_at = time.monotonic()
+        return pruned
+
+    def read(self) -> tuple[int, list[dict[str, Any]]]:
+        """(the registry's generation, every replica's row with `seen_s_ago` and `last_seen`), the
+        rows in the order replicas started."""
+
+        def fetch(connection: psycopg.Connection[Any]) -> tuple[int, list[dict[str, Any]]]:
+            cursor = connection.execute(
+                f"SELECT {', '.join(_COLUMNS)}, last_seen, EXTRACT(EPOCH FROM now() - last_seen)::float8, "
+                "(SELECT generation FROM registry_state) FROM replicas ORDER BY started_at, replica_id")
+            rows = cursor.fetchall()
+            if rows:
+                generation = rows[0][-1]
+            else:
+                found = connection.execute("SELECT generation FROM registry_state").fetchone()
+                generation = found[0] if found else 0
+            names = [*_COLUMNS, "last_seen", "seen_s_ago"]
+            return int(generation), [dict(zip(names, row[:-1], strict=True)) for row in rows]
+
+        return self._run("reading the replicas' heartbeats", fetch)
+
+    def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_connection()
+
+
+__all__ = ["PostgresReplicas"]
