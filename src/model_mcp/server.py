@@ -626,6 +626,13 @@ def build_server(manager: ModelManager) -> MCPServer:
     async def alerts_resource() -> str:
         return await _read_resource(ALERTS_URI, manager.get_alerts, limit=100)
 
+    @server.resource("models://replicas", name="replicas", title="The replicas on this database",
+                     description=("Every server on the PostgreSQL database: up or missing, its address, what it "
+                                  "serves, whether it has caught up with the registry (on a home: this server alone)."),
+                     mime_type="application/json")
+    async def replicas_resource() -> str:
+        return await _read_resource("models://replicas", manager.replicas)
+
     @server.resource("models://{version}", name="model", title="One model version",
                      description="get_model with every detail: full metadata, files, validation, all deployments.",
                      mime_type="application/json")

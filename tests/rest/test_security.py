@@ -25,7 +25,8 @@ def get(server: Running, path: str, *, token: str | None = None, **headers: str)
     return httpx2.get(f"http://127.0.0.1:{server.port}{path}", headers=headers, timeout=30)
 
 
-@pytest.mark.parametrize("path", [f"{API}/models", f"{API}/openapi.json", "/metrics", f"{API}/nowhere"])
+@pytest.mark.parametrize("path", [f"{API}/models", f"{API}/replicas", f"{API}/openapi.json", "/metrics",
+                                  f"{API}/nowhere"])
 def test_every_api_path_needs_the_token(server, path):
     missing = get(server, path)
     assert_problem(missing, "unauthorized", 401)

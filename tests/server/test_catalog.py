@@ -62,7 +62,8 @@ async def test_the_catalog_is_the_contracts(client):
 async def test_the_resources_are_listed(client):
     static = {str(r.uri) for r in (await client.list_resources()).resources}
     templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
-    assert static == {"models://registry", "models://history", "ui://model-mcp/dashboard", "models://alerts"}
+    assert static == {"models://registry", "models://history", "ui://model-mcp/dashboard", "models://alerts",
+                      "models://replicas"}
     assert templates == {"models://{version}", "models://{version}/validation", "models://{version}/drift"}
 
 

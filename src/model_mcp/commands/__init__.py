@@ -59,6 +59,8 @@ class Command:
     hints: dict[str, str] = field(default_factory=dict)
     # The exit status of an answer (default EXIT_OK): rollout-report exits with its verdict.
     status: Callable[[Any], int] = lambda answer: EXIT_OK
+    # False for a command over a use case that has no MCP tool (`tool` then names the REST endpoint).
+    mcp: bool = True
 
 
 def _version_arg(parser: argparse.ArgumentParser, *, optional: bool, what: str = "the version") -> None:
@@ -362,6 +364,14 @@ COMMANDS: list[Command] = [
     Command("history", "get_history", "the audit trail, newest first",
             lambda m, a: m.get_history(kind=a.kind, limit=a.limit), render.history, _history_args),
 ]
+# No MCP tool (the tool listing's size budget is spent): the REST endpoint and models://replicas.
+REPLICAS = Command("replicas", "GET /api/v1/replicas",
+                   "the servers on this database: up or missing, what each serves, current or behind",
+                   lambda m, a: m.replicas(), render.replicas, mcp=False,
+                   epilog="Servers write a heartbeat every MODEL_MCP_REPLICA_HEARTBEAT_S seconds on PostgreSQL "
+                          "(MODEL_MCP_DATABASE_URL); on a home's registry.json there is nothing to list. "
+                          "docs/operations.md, PostgreSQL: replicas.")
+COMMANDS.append(REPLICAS)
 # get_alerts belongs to the monitoring store; its command exists when this build has the tool.
 ALERTS = Command("alerts", "get_alerts", "alerts with memory: what was raised, when, how often, whether it holds",
                  lambda m, a: m.get_alerts(version=a.version, model_name=a.model_name, active_only=a.active_only, severity=a.severity,
@@ -397,8 +407,9 @@ def _store_flags(parser: argparse.ArgumentParser, command: Command) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     """Add every operator command, each with only its own flags."""
     for command in _available_commands():
+        source = f"the `{command.tool}` tool" if command.mcp else f"as {command.tool} answers; no MCP tool"
         parser = commands.add_parser(command.name, help=command.help, description=command.help[:1].upper()
-                                     + command.help[1:] + f" (the `{command.tool}` tool).", epilog=command.epilog,
+                                     + command.help[1:] + f" ({source}).", epilog=command.epilog,
                                      allow_abbrev=False)
         command.arguments(parser)
         _store_flags(parser, command)

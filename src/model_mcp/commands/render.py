@@ -330,4 +330,39 @@ def alerts(a: dict[str, Any]) -> list[str]:
                    x.get("last_seen"), for_the_shell(_text(x.get("message")))) for x in items], max_width=90)
 
 
+def replicas(a: dict[str, Any]) -> list[str]:
+    items = a.get("replicas", [])
+    generation = a.get("registry_generation")
+    head = f"{a.get('up', 0)} up, {a.get('missing', 0)} missing"
+    if a.get("database"):
+        head += f"; {a.get('behind', 0)} behind the registry (generation {_text(generation)})."
+    else:
+        head += "."
+    lines = [head]
+    if items:
+        lines += table(["replica", "state", "registry", "address", "host", "pid", "serves", "last seen"],
+                       [(r.get("replica_id"), r.get("state"), _registry_state(r), r.get("address"), r.get("host_name"),
+                         r.get("pid"), ", ".join(f"{name or '(unnamed)'} {version}" for name, version in
+                                                 sorted((r.get("serves") or {}).items())) or "nothing",
+                         _seen(r)) for r in items], max_width=70)
+    for r in items:
+        if r.get("note"):
+            lines.append(f"{_text(r.get('replica_id'))}: {for_the_shell(_text(r.get('note')))}")
+    if a.get("note"):
+        lines.append(for_the_shell(_text(a["note"])))
+    return lines
+
+
+def _registry_state(r: dict[str, Any]) -> str:
+    if r.get("current") is None:
+        return "-"
+    return "current" if r["current"] else f"behind ({_text(r.get('applied_generation'))})"
+
+
+def _seen(r: dict[str, Any]) -> str:
+    if r.get("last_seen") is None:
+        return "now"
+    return f"{float(r.get('seen_s_ago') or 0):.1f} s ago"
+
+
 Renderer = Callable[[dict[str, Any]], list[str]]

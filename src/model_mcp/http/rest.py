@@ -52,6 +52,7 @@ from model_mcp.core.schemas import (
     ListModelsResult,
     PerformanceReport,
     PredictResult,
+    ReplicasResult,
     ScanResult,
     ValidationReport,
 )
@@ -534,6 +535,13 @@ def build_rest_app(manager: ModelManager, *, max_json_bytes: int) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many events.")] = 50,
     ) -> HistoryResult:
         return await _run(manager.get_history, kind=kind, limit=limit)
+
+    @router.get("/replicas", response_model=ReplicasResult, tags=["monitoring"],
+                summary="The servers on this database: up or missing, what each serves, current or behind",
+                description=("From the heartbeat each server writes every MODEL_MCP_REPLICA_HEARTBEAT_S seconds. "
+                             "On a home's registry.json: this server alone, and `note` says why."))
+    async def replicas() -> ReplicasResult:
+        return await _run(manager.replicas)
 
     # --- the training service and discovery ---------------------------------------------------
     @router.get("/training", response_model=ScanResult, tags=["training"],

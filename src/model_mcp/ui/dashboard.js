@@ -1181,6 +1181,63 @@
     return load();
   }
 
+  // ------------------------------------------------------------------ view: replicas
+  /* The servers on one PostgreSQL database, from the heartbeat each writes (models://replicas): up or
+   * missing, current with the registry or behind it, where each listens and what it serves. On a home
+   * the server answers for itself alone and says why. Refreshed every REFRESH_MS while open. */
+  function renderReplicas(body, heading) {
+    heading.textContent = 'Replicas';
+    var summary = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
+    var out = el('div');
+    body.appendChild(el('div', { class: 'controls' }, el('button', { type: 'button', text: 'Refresh', onclick: load })));
+    body.appendChild(summary);
+    body.appendChild(out);
+    function registryBadge(r) {
+      if (r.current === null || r.current === undefined) return badge('not compared', 'skip');
+      var was = r.state === 'up' ? '' : 'was ';  // a missing replica: what it served when last seen
+      if (was) return badge(was + (r.current ? 'current' : 'behind (generation ' + text(r.applied_generation) + ')'), 'skip');
+      return r.current ? badge('current', 'ok') : badge('behind (generation ' + text(r.applied_generation) + ')', 'warning');
+    }
+    function serves(r) {
+      var names = Object.keys(r.serves || {}).sort();
+      if (!names.length) return el('span', { class: 'muted', text: 'nothing' });
+      return el('ul', { class: 'serves' }, names.map(function (n) {
+        return el('li', null, el('span', { text: (n || '(unnamed)') + ' ' }), el('strong', { text: r.serves[n] }));
+      }));
+    }
+    function seen(r) {
+      if (!r.last_seen) return 'now (this server)';
+      return fmtDate(r.last_seen) + ' · ' + fmtNum(r.seen_s_ago, 1) + ' s ago';
+    }
+    function row(r) {
+      return el('tr', { 'data-replica': r.replica_id, 'data-state': r.state },
+        el('td', { class: 'wrap' }, el('strong', { text: r.host_name }), r.this_process ? [' ', badge('this server', 'info')] : null,
+          el('div', { class: 'mono address', text: r.address }),
+          el('div', { class: 'muted mono', text: r.replica_id + ' · pid ' + r.pid })),
+        el('td', { class: 'states' }, badge(r.state, r.state === 'up' ? 'ok' : 'critical'), ' ', registryBadge(r),
+          r.note ? el('div', { class: 'detail muted', text: r.note }) : null),
+        el('td', null, serves(r)),
+        el('td', { class: 'hide-narrow', text: seen(r) }),
+        el('td', { class: 'hide-narrow', text: text(r.server_version) + (r.artifact_root ? ' · shared artifacts' : '') }));
+    }
+    function load() {
+      return readJson('models://replicas').then(function (a) {
+        clear(out);
+        summary.textContent = a.up + ' up, ' + a.missing + ' missing' + (a.database ? ' · ' + a.behind +
+          ' behind the registry (generation ' + text(a.registry_generation) + ')' : '') + ' · refreshed every ' + (REFRESH_MS / 1000) + ' s.';
+        if (a.note) out.appendChild(el('div', { class: 'notice warn', role: 'status' }, a.note));
+        if (!(a.replicas || []).length) { out.appendChild(el('p', { class: 'muted', text: 'No replica to show.' })); return; }
+        var list = table('Servers on this database, up first; missing: not seen for 3 heartbeat intervals', [
+          { label: 'Replica and address' }, { label: 'State and registry' }, { label: 'Serves' },
+          { label: 'Last seen', cls: 'hide-narrow' }, { label: 'Version', cls: 'hide-narrow' }], a.replicas.map(row));
+        list.id = 'replicas';
+        out.appendChild(list);
+      }, function (err) { summary.textContent = ''; clear(out).appendChild(errorNotice(err)); });
+    }
+    state.timer = setInterval(load, REFRESH_MS);
+    return load();
+  }
+
   // ------------------------------------------------------------------ view: training service
   function renderTraining(body, heading) {
     heading.textContent = 'Training service';
@@ -1286,7 +1343,7 @@
   }
 
   var VIEWS = { models: renderModels, version: renderVersion, serving: renderServing, rollouts: renderRollouts,
-                drift: renderDrift, alerts: renderAlerts,
+                drift: renderDrift, alerts: renderAlerts, replicas: renderReplicas,
                 history: renderHistory, training: renderTraining, 'import': renderImport };
 
   // ------------------------------------------------------------------ start
