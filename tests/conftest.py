@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,41 @@ def package_folder(home: Path, version: str) -> Path:
     `shared` store backend puts beside it."""
     shared = home.parent / "shared-artifacts"
     return (shared if shared.is_dir() else home) / "models" / version
+
+
+# --- replicas on one database (tests/server/test_replicas.py and its REST, CLI views) ------------------
+REPLICA_BEAT_S = 0.3
+
+
+@pytest.fixture
+def replica_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ModelManager]]:
+    """replica_managers(name, **settings) -> a started manager on its own home, the test's PostgreSQL
+    database and one shared artifact folder, serving over HTTP on a made-up port (9000, 9001, ...),
+    with its heartbeat running every REPLICA_BEAT_S. Closed after the test."""
+    made: list[ModelManager] = []
+
+    def make(name: str, **overrides: Any) -> ModelManager:
+        values = {"artifact_root": tmp_path / "shared", "transport": "http", "port": 9000 + len(made),
+                  "replica_heartbeat_s": REPLICA_BEAT_S, **overrides}
+        if "database_url" not in values:
+            values["database_url"] = request.getfixturevalue("pg_url")
+        manager = ModelManager(Settings(home=tmp_path / name, **values))
+        manager.start()
+        manager.load_deployed_in_background()
+        manager.start_heartbeat()
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.close()
+
+
+def wait_for(check: Callable[[], Any], bound_s: float = 20.0) -> Any:
+    """The first truthy answer of `check`, polled within a generous bound (a bound, not a timing)."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        answer = check()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 
 from model_mcp.commands import EXIT_OK
-from tests.server.test_replicas import NET, replicas, wait_for  # noqa: F401 - the fixture
+from tests.conftest import wait_for
+from tests.server.test_replicas import NET
 from tests.test_cli import cli
 
 
-def test_replicas_lists_every_server_on_the_database(replicas, packages, pg_url, capsys, monkeypatch, tmp_path):
-    a = replicas("a")
+def test_replicas_lists_every_server_on_the_database(replica_managers, packages, pg_url, capsys, monkeypatch,
+                                                       tmp_path):
+    a = replica_managers("a")
     a.import_zip(path=str(packages(version="n1", model_name=NET, seed=1)))
     a.deploy(version="n1")
-    replicas("b")
+    replica_managers("b")
     assert wait_for(lambda: a.replicas().up == 2 and all(r.serves == {NET: "n1"} for r in a.replicas().replicas))
     monkeypatch.setenv("MODEL_MCP_DATABASE_URL", pg_url)
     home = str(tmp_path / "cli-home")

@@ -8,14 +8,16 @@ import anyio
 import pytest
 
 from model_mcp.core.schemas import ReplicasResult
+from tests.conftest import REPLICA_BEAT_S as BEAT_S
 from tests.rest.conftest import API, assert_problem
-from tests.server.test_replicas import BEAT_S, NET, replicas, wait_for  # noqa: F401 - the fixture
+from tests.server.test_replicas import NET
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_replicas_endpoint_lists_both_servers(make_api, replicas, packages, pg_url, tmp_path):
-    other = replicas("other")
+async def test_the_replicas_endpoint_lists_both_servers(make_api, replica_managers, packages, pg_url,
+                                                       tmp_path):
+    other = replica_managers("other")
     other.import_zip(path=str(packages(version="n1", model_name=NET, seed=1)))
     other.deploy(version="n1")
     async with make_api(database_url=pg_url, artifact_root=tmp_path / "shared", replica_heartbeat_s=BEAT_S) as api:

@@ -1,13 +1,10 @@
 """Replica heartbeats: servers on separate homes and one PostgreSQL database (with a shared artifact
-folder) each write their row; `replicas()` lists them with what each serves, whether each has caught
+folder) each write their row; `replica_managers()` lists them with what each serves, whether each has caught
 up with the registry, and which are gone. Real managers, real PostgreSQL (tests/postgres.py: skipped
 without a server, except in CI), a small heartbeat interval; bounds, not timings."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,56 +13,25 @@ from model_mcp.core import pg
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.replicas import is_up, judged, serving_address
 from model_mcp.settings import Settings
+from tests.conftest import REPLICA_BEAT_S as BEAT_S
+from tests.conftest import wait_for
 from tests.postgres import query
 
 NET, PAY = "network-anomaly", "payments"
-BEAT_S = 0.3
-
-
-def wait_for(check: Callable[[], Any], bound_s: float = 20.0) -> Any:
-    """The first truthy answer of `check`, polled within a generous bound."""
-    deadline = time.monotonic() + bound_s
-    while True:
-        answer = check()
-        if answer or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def replicas(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., ModelManager]]:
-    """replicas(name, **settings) -> a started manager on its own home, the test's database and one
-    shared artifact folder, serving over HTTP on a made-up port, with its heartbeat running."""
-    made: list[ModelManager] = []
-
-    def make(name: str, **overrides: Any) -> ModelManager:
-        values = {"database_url": pg_url, "artifact_root": tmp_path / "shared", "transport": "http",
-                  "port": 9000 + len(made), "replica_heartbeat_s": BEAT_S, **overrides}
-        settings = Settings(home=tmp_path / name, **values)
-        manager = ModelManager(settings)
-        manager.start()
-        manager.load_deployed_in_background()
-        manager.start_heartbeat()
-        made.append(manager)
-        return manager
-
-    yield make
-    for manager in made:
-        manager.close()
 
 
 def by_address(manager: ModelManager) -> dict[str, dict[str, Any]]:
     return {r.address: r.model_dump() for r in manager.replicas().replicas}
 
 
-def test_two_replicas_list_each_other_and_follow_a_deploy(replicas, packages) -> None:
-    a = replicas("a")
+def test_two_replicas_list_each_other_and_follow_a_deploy(replica_managers, packages) -> None:
+    a = replica_managers("a")
     a.import_zip(path=str(packages(version="n1", model_name=NET, seed=1)))
     a.import_zip(path=str(packages(version="n2", model_name=NET, seed=2)))
     a.import_zip(path=str(packages(version="p1", model_name=PAY, seed=3, n_features=5)))
     a.deploy(version="n1")
     a.deploy(version="p1")
-    b = replicas("b")
+    b = replica_managers("b")
 
     def both_serving() -> dict[str, dict[str, Any]] | None:
         rows = by_address(a)
@@ -100,8 +66,8 @@ def test_two_replicas_list_each_other_and_follow_a_deploy(replicas, packages) ->
     assert b.runtime.resident_of(NET).version == "n2"
 
 
-def test_a_closed_replica_turns_missing_and_its_row_stays_until_pruned(replicas, pg_url) -> None:
-    a, b = replicas("a"), replicas("b")
+def test_a_closed_replica_turns_missing_and_its_row_stays_until_pruned(replica_managers, pg_url) -> None:
+    a, b = replica_managers("a"), replica_managers("b")
     assert wait_for(lambda: a.replicas().up == 2)
     gone = b.heartbeat.identity.replica_id
     b.close()
@@ -123,12 +89,12 @@ def test_a_closed_replica_turns_missing_and_its_row_stays_until_pruned(replicas,
     assert [r.replica_id for r in a.replicas().replicas] == [a.heartbeat.identity.replica_id]
 
 
-def test_a_replica_that_cannot_load_a_deploy_reads_behind_and_says_why(replicas, packages, tmp_path) -> None:
-    a = replicas("a")
+def test_a_replica_that_cannot_load_a_deploy_reads_behind_and_says_why(replica_managers, packages, tmp_path) -> None:
+    a = replica_managers("a")
     a.import_zip(path=str(packages(version="n1", model_name=NET, seed=1)))
     a.import_zip(path=str(packages(version="n2", model_name=NET, seed=2)))
     a.deploy(version="n1")
-    b = replicas("b")
+    b = replica_managers("b")
     b_id = b.heartbeat.identity.replica_id
     assert wait_for(lambda: a.replicas().behind == 0 and all(r.serves == {NET: "n1"} for r in a.replicas().replicas))
     # B's local package cache becomes a file: B cannot copy n2 out of the shared folder, so cannot load it.
@@ -152,9 +118,26 @@ def test_a_replica_that_cannot_load_a_deploy_reads_behind_and_says_why(replicas,
     assert wait_for(lambda: a.replicas().behind == 0 and all(r.current for r in a.replicas().replicas)), a.replicas()
 
 
-def test_heartbeat_failures_are_counted_and_beats_resume(replicas, pg_relay) -> None:
+def test_a_serving_replica_still_holds_four_connections(replica_managers, packages, pg_url) -> None:
+    """The heartbeat shares the monitoring connection: docs/scaling.md's 4 per replica hold."""
+    from tests.server.test_pg_managers import _connections
+
+    a = replica_managers("a")
+    a.import_zip(path=str(packages(version="n1", model_name=NET)))
+    a.deploy(version="n1")
+    a.predict(rows=[[0.1] * 8])
+    assert a.recorder is not None and a.recorder.flush()
+    a.performance_report(version="n1")
+    beats = a.heartbeat.beats
+    assert wait_for(lambda: a.heartbeat.beats >= beats + 2) and a.replicas().up == 1
+    assert _connections(pg_url) == 4
+    a.close()
+    assert wait_for(lambda: _connections(pg_url) == 0, 5), _connections(pg_url)
+
+
+def test_heartbeat_failures_are_counted_and_beats_resume(replica_managers, pg_relay) -> None:
     relay, url = pg_relay
-    a = replicas("a", database_url=url)
+    a = replica_managers("a", database_url=url)
     assert wait_for(lambda: a.heartbeat.beats >= 2)
     relay.stop()
     assert wait_for(lambda: a.heartbeat.failures >= 2, 30)

@@ -5,8 +5,6 @@ database, except in CI; the browser tests skip without Chromium, except where re
 
 from __future__ import annotations
 
-import pytest
-
 try:
     from playwright.sync_api import expect
 except ImportError:  # the `browser` fixture then skips, or fails where a browser is required

@@ -55,7 +55,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         self.settings = settings
         self.store = Store(settings.home, settings.artifact_root)
         self.package_cache = PackageCache(self.store)
-        self.registry, self.history, self.policies, links = _shared_stores(settings, self.store)
+        self.registry, self.history, self.policies, self.links = _shared_stores(settings, self.store)
         self.limits = ArchiveLimits.from_settings(settings)
         self.runtime = Runtime(
             max_predict_rows=settings.max_predict_rows,
@@ -65,7 +65,7 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         )
         self.feedback = FeedbackStore()
         self.catalog = Catalog(self._read_metadata)
-        self.monitor, self.recorder = _monitoring(settings, links)
+        self.monitor, self.recorder = _monitoring(settings, self.links)
         self.runtime.recorder = self.recorder
         self.alert_listeners = []  # called with the alert records an evaluation changed
         self._alerts_lock = threading.Lock()
@@ -115,6 +115,8 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
             close = getattr(part, "close", None)  # the PostgreSQL ones hold connections and a listener
             if close is not None:
                 close()
+        if self.links is not None:
+            self.links.close()  # the ones no store closed (monitoring, shared with the heartbeat, in read-only mode)
 
     # --- start-up ------------------------------------------------------------------------------
     def start(self) -> None:

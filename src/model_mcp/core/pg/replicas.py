@@ -5,22 +5,21 @@ from its heartbeat thread (core/replicas.py); `read` answers every row with its 
 database's clock (replicas on other machines may disagree about the time; `now() - last_seen` on
 one server cannot) and the registry's generation, in one statement.
 
-One connection of its own, opened at first use and kept: a beat never waits behind a registry
-change on the registry's connections, and never holds one of them. Every statement is bounded
-(`statement_timeout`), so a database that stalls delays the heartbeat thread, never a request.
+Both run on the manager's monitoring connection (`Links.monitoring`), shared with the monitoring
+store: nothing on the predict path waits for that one (the registry's reads and changes have their own), and a
+beat is one small statement. Every statement is bounded (`statement_timeout`), so a database that
+stalls delays the heartbeat thread, never a request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from model_mcp.core.errors import StorageError
-from model_mcp.core.pg import connect, safe_url
+from model_mcp.core.pg import Link, Links, safe_url
 
 if TYPE_CHECKING:
     import psycopg
@@ -37,32 +36,25 @@ _COLUMNS = ("replica_id", "host_name", "pid", "address", "started_at", "interval
 
 
 class PostgresReplicas:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, links: Links | None = None) -> None:
         self.url = url
-        self._connection: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
+        self._owned = links is None  # a link of its own is closed with it; a shared one by its manager
+        self.link: Link = (links or Links(url)).monitoring
         self._pruned_at = float("-inf")
 
     def __repr__(self) -> str:
         return f"PostgresReplicas({safe_url(self.url)!r})"
 
     def _run(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        import psycopg
+        def bounded(connection: psycopg.Connection[Any]) -> T:
+            connection.execute("SELECT set_config('statement_timeout', %s, true)", (str(STATEMENT_TIMEOUT_MS),))
+            return fn(connection)
 
-        with self._lock:
-            try:
-                if self._connection is None or self._connection.closed:
-                    self._connection = connect(self.url)
-                with self._connection.transaction():
-                    self._connection.execute("SELECT set_config('statement_timeout', %s, true)",
-                                             (str(STATEMENT_TIMEOUT_MS),))
-                    return fn(self._connection)
-            except psycopg.Error as exc:
-                # Dropped: the next call opens a new connection, so beats resume by themselves
-                # when the database returns.
-                self._close_connection()
-                raise StorageError(f"The database is unreachable while {doing} ({str(exc).strip()[:200]}). "
-                                   "The replicas' heartbeats resume by themselves when it returns.") from exc
+        # A failed call drops the connection (Link): the next beat opens a new one, so beats resume
+        # by themselves when the database returns.
+        return self.link.run(bounded, lambda exc: StorageError(
+            f"The database is unreachable while {doing} ({str(exc).strip()[:200]}). "
+            "The replicas' heartbeats resume by themselves when it returns."))
 
     def beat(self, identity: ReplicaIdentity, state: ReplicaBeat) -> int:
         """Write this replica's row (last_seen = the database's now); about once an hour also delete
@@ -107,15 +99,9 @@ class PostgresReplicas:
 
         return self._run("reading the replicas' heartbeats", fetch)
 
-    def _close_connection(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
-
     def close(self) -> None:
-        with self._lock:
-            self._close_connection()
+        if self._owned:
+            self.link.close()
 
 
 __all__ = ["PostgresReplicas"]

@@ -34,6 +34,7 @@ class ReplicaCases(UseCaseBase):
     """start_heartbeat (serve), stop_heartbeat (close), replicas."""
 
     heartbeat: Heartbeat | None
+    links: Any  # core/pg Links on PostgreSQL (the heartbeat shares the monitoring connection), else None
     replica_identity: ReplicaIdentity | None
     _replica_reader: ReplicaStore | None
     _replica_lock: threading.Lock
@@ -55,7 +56,8 @@ class ReplicaCases(UseCaseBase):
                 return None
             from model_mcp.core.pg.replicas import PostgresReplicas
 
-            self.heartbeat = Heartbeat(store=PostgresReplicas(settings.database_url), identity=self.replica_identity,
+            store = PostgresReplicas(settings.database_url, links=self.links)
+            self.heartbeat = Heartbeat(store=store, identity=self.replica_identity,
                                        report=self._replica_beat,
                                        follow=self._follow_registry)  # type: ignore[attr-defined]  # ServingCases
         self.heartbeat.start()
@@ -116,7 +118,7 @@ class ReplicaCases(UseCaseBase):
                 from model_mcp.core.pg.replicas import PostgresReplicas
 
                 assert self.settings.database_url is not None
-                self._replica_reader = PostgresReplicas(self.settings.database_url)
+                self._replica_reader = PostgresReplicas(self.settings.database_url, links=self.links)
             return self._replica_reader
 
     def _this_process(self, identity: ReplicaIdentity) -> ReplicaInfo:
