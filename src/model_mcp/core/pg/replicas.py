@@ -1,4 +1,4 @@
-"""Replica heartbeats in PostgreSQL: the `replicas` table (migrations/0006).
+"""Replica heartbeats in PostgreSQL: the `replicas` table (migrations/0007).
 
 Each server process on the database writes its own row (`beat`, an upsert keyed by its replica id)
 from its heartbeat thread (core/replicas.py); `read` answers every row with its age by the
