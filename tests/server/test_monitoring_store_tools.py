@@ -68,6 +68,9 @@ async def test_a_second_server_process_shares_figures_windows_and_requests(home,
     async with Client(build_server(ours)) as client:
         await _deploy(client, packages)
         mine = await call(client, "predict", rows=samples.sample_rows(40, seed=1))
+        # Our recorder writes about once a second; on a loaded machine the other process may read
+        # before that tick, so our request is written now (the other's report flushes its own).
+        assert ours.recorder.flush()
         log = open(tmp_path / "other.log", "wb")
         other = ServerProcess.spawn(home, stderr=log, env=NO_PROBE)
         try:
