@@ -63,4 +63,7 @@ def serve(settings: Settings) -> int:
     finally:
         if watch is not None:
             watch.stop()  # lets an import in progress finish, then gives the home's watch lock up
-        manager.stop_heartbeat()  # the row stays and turns `missing`; pruned after a day
+        # Writes what the recorder still holds (the last second of figures), saves a shadow's last
+        # comparison, sends pending webhook alerts, closes database connections; bounded waits.
+        # The heartbeat stops first: the row stays and turns `missing`; pruned after a day.
+        manager.close()

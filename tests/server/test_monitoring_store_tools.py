@@ -245,3 +245,24 @@ async def test_the_drift_reports_resource_keeps_the_reports_on_the_serving_input
         read = json.loads((await client.read_resource("models://v1/drift")).contents[0].text)
         assert read == {"version": "v1", "stored": False, "reports": []}
     without_store.close()
+
+
+async def test_a_server_ended_by_its_host_writes_its_last_figures(home, packages, tmp_path):
+    """A stdio server ends when its host closes stdin: the figures its recorder still held (written
+    about once a second) are written before it exits (serve closes the manager; the recorder's exit
+    hook is the second line of defence), not lost with the process."""
+    setup = _manager(home)
+    async with Client(build_server(setup)) as client:
+        await _deploy(client, packages)
+    setup.close()
+    with open(tmp_path / "server.log", "wb") as log:
+        server = ServerProcess.spawn(home, stderr=log, env=NO_PROBE)
+        server.initialize()
+        answers = [server.call("predict", rows=samples.sample_rows(7, seed=i)) for i in range(5)]
+        assert not any(answer.is_error for answer in answers)
+        assert server.close() == 0  # at once: no tick of the recorder's writer need have come
+    reader = _manager(home)
+    async with Client(build_server(reader)) as client:
+        report = await call(client, "performance_report")
+        assert (report["n_requests"], report["n_rows"]) == (5, 35)
+    reader.close()
