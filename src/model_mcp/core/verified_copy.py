@@ -25,11 +25,9 @@ or the shared artifact folder (`MODEL_MCP_ARTIFACT_ROOT`). The rules:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -44,6 +42,7 @@ from model_mcp.core.store import (
     check_version_name,
     fsync_dir,
     owner_tag,
+    remove_tree,
     storage_error,
 )
 
@@ -166,7 +165,7 @@ def copy_packages(plans: list[PackagePlan], target_base: Path, tally: FileTally)
                     _copy_one(plan, name, folder, tally, placed)
     except BaseException:
         for path in reversed(placed):
-            _remove(path)
+            remove_tree(path)
         raise
 
 
@@ -181,7 +180,7 @@ def _check_target(plan: PackagePlan, folder: Path) -> list[str] | None:
     present = set()
     for name in list_package_files(folder):
         if _leftover(PurePosixPath(name).name):
-            _remove(folder / name)  # a file a killed run was copying in
+            remove_tree(folder / name)  # a file a killed run was copying in
         else:
             present.add(name)
     stray = sorted(present - set(plan.expected))
@@ -216,7 +215,7 @@ def _copy_folder(plan: PackagePlan, folder: Path, models: Path, tally: FileTally
     except OSError as exc:
         raise storage_error(exc, f"copying {plan.target_path}") from exc
     finally:
-        _remove(tmp)
+        remove_tree(tmp)
 
 
 def _copy_one(plan: PackagePlan, name: str, folder: Path, tally: FileTally, placed: list[Path]) -> None:
@@ -234,7 +233,7 @@ def _copy_one(plan: PackagePlan, name: str, folder: Path, tally: FileTally, plac
     except OSError as exc:
         raise storage_error(exc, f"copying {plan.target_path}/{name}") from exc
     finally:
-        _remove(tmp)
+        remove_tree(tmp)
 
 
 def _copy_file(plan: PackagePlan, name: str, dest: Path, tally: FileTally) -> None:
@@ -319,12 +318,6 @@ def _leftover(name: str) -> bool:
 def _clean_leftovers(models: Path) -> None:
     for child in models.glob(f"{_TMP}-*"):
         if _leftover(child.name):
-            _remove(child)
+            remove_tree(child)
 
 
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        else:
-            shutil.rmtree(path, ignore_errors=True)
