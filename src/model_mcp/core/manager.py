@@ -95,8 +95,13 @@ class ModelManager(ImportCases, RegistryCases, ServingCases, RolloutCases, Monit
         interval = self.settings.monitor_check_interval_s
         if self.monitor is None or interval <= 0:
             return None
+        leadership = None
+        if self.links is not None:  # replicas on one database: one checker of them all
+            from model_mcp.core.pg.leader import DatabaseLeadership
+
+            leadership = DatabaseLeadership(self.links.monitoring).holds
         check = BackgroundCheck(self, interval_s=interval, drift_min_rows=self.settings.monitor_drift_min_rows,
-                                lock_path=self.store.coordination_dir / "monitor-check.lock")
+                                lock_path=self.store.coordination_dir / "monitor-check.lock", leadership=leadership)
         check.start()
         return check
 

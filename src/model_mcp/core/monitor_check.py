@@ -14,7 +14,8 @@ an evaluation that fails is logged and the next one runs on schedule.
 One checker per home: several server processes on one home would each evaluate and each count the
 same alert once more. So a process runs the check only while it holds `monitor-check.lock` (an
 exclusive `flock`, taken without waiting at each tick and kept from then on); the kernel releases it
-when that process ends, and the next tick of another process takes over.
+when that process ends, and the next tick of another process takes over. On PostgreSQL the same rule
+holds across every replica of the database, with an advisory lock instead (core/pg/leader.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from model_mcp.core import lockfile
@@ -37,9 +39,11 @@ log = get_logger(__name__)
 
 class BackgroundCheck:
     def __init__(self, manager: ModelManager, *, interval_s: float, drift_min_rows: int,
-                 lock_path: Path | None = None) -> None:
+                 lock_path: Path | None = None, leadership: Callable[[], bool] | None = None) -> None:
         self.manager = manager
         self.lock_path = lock_path
+        self.leadership = leadership  # on a database: whether this replica leads (instead of the lock file)
+        self.evaluations = 0  # ticks this process evaluated (tests: one checker of all)
         self._lock_fd: int | None = None
         self.interval_s = interval_s
         self.drift_min_rows = drift_min_rows
@@ -62,6 +66,8 @@ class BackgroundCheck:
 
     def leads(self) -> bool:
         """Whether this process is the home's checker (holds the lock, taking it now if it is free)."""
+        if self.leadership is not None:
+            return self.leadership()
         if self.lock_path is None or self._lock_fd is not None:
             return True
         try:
@@ -80,6 +86,7 @@ class BackgroundCheck:
         while not self._stop.wait(self.interval_s):
             try:
                 if self.leads():
+                    self.evaluations += 1
                     self.run_once()
             except Exception:  # the check must keep running whatever one evaluation met
                 log.error("background_check_failed", exc_info=True)
