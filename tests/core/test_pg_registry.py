@@ -20,6 +20,7 @@ from model_mcp.core.pg.registry import PostgresRegistry
 from model_mcp.core.registry import Registry, Snapshot
 from model_mcp.core.schemas import RegistryEntry
 from model_mcp.core.store import Store
+from tests.conftest import wait_for
 from tests.postgres import query
 
 
@@ -563,7 +564,7 @@ def test_following_another_replica_reads_only_the_rows_it_changed(registries, pg
     parsed = follower.rows_read
 
     writer.update(deploy("v003"))  # v001 leaves `deployed`, v003 takes it: two rows
-    assert _wait(lambda: follower.deployed_versions().get("net") == "v003")
+    assert wait_for(lambda: follower.deployed_versions().get("net") == "v003")
     view = follower.view()
     assert follower.rows_read - parsed == 2
     assert view.entries["v003"].status == "deployed" and view.entries["v001"].status == "available"
@@ -574,7 +575,7 @@ def test_following_another_replica_reads_only_the_rows_it_changed(registries, pg
     writer.update(lambda snap: snap.entries.pop("v020"))
     writer.update(add_entry("v010", model_name="pay", description="again"))  # re-added: now last
     writer.update(add_entry("new-1", model_name="net"))
-    assert _wait(lambda: follower.view().entries.get("new-1") is not None)
+    assert wait_for(lambda: follower.view().entries.get("new-1") is not None)
     view = follower.view()
     assert follower.rows_read - parsed <= 2 * 2  # the two added rows (perhaps read twice while waiting)
     assert "v020" not in view.entries and list(view.entries)[-2:] == ["v010", "new-1"]
@@ -594,15 +595,7 @@ def test_a_copy_older_than_the_kept_tombstones_is_read_whole(registries, pg_url:
     query(pg_url, "DELETE FROM registry_removed")
     query(pg_url, "UPDATE registry_state SET removed_since = generation")
     parsed = follower.rows_read
-    assert _wait(lambda: "v5" not in follower.view().entries)
+    assert wait_for(lambda: "v5" not in follower.view().entries)
     assert follower.rows_read - parsed >= 19  # the whole registry again: the removal is not lost
     _same(follower.view(), writer.read())
 
-
-def _wait(condition: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True

@@ -7,21 +7,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from model_mcp.core.manager import ModelManager
 from model_mcp.core.pg.leader import BACKGROUND_CHECK
 from model_mcp.settings import Settings
-
-
-def _until(condition: Callable[[], bool], seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.conftest import wait_for
 
 
 def _manager(home: Path, url: str) -> ModelManager:
@@ -35,14 +26,14 @@ def test_one_replica_of_all_checks_and_another_takes_over_when_it_ends(tmp_path:
     a, b = _manager(tmp_path / "a", pg_url), _manager(tmp_path / "b", pg_url)
     checks = {"a": a.start_background_check(), "b": b.start_background_check()}
     try:
-        assert _until(lambda: sum(c.evaluations for c in checks.values()) >= 10)
+        assert wait_for(lambda: sum(c.evaluations for c in checks.values()) >= 10)
         leader = "a" if checks["a"].evaluations else "b"
         other = "b" if leader == "a" else "a"
         assert checks[other].evaluations == 0  # different homes, no shared lock file: the database decided
         # The leader ends (its connection closes): the other takes over at its next ticks.
         checks[leader].stop()
         (a if leader == "a" else b).close()
-        assert _until(lambda: checks[other].evaluations >= 3)
+        assert wait_for(lambda: checks[other].evaluations >= 3)
     finally:
         for check in checks.values():
             check.stop()
@@ -67,7 +58,7 @@ def test_a_leader_killed_lets_go(tmp_path: Path, pg_url: str) -> None:
         assert check.evaluations == 0
         holder.kill()
         holder.wait(timeout=30)
-        assert _until(lambda: check.evaluations >= 2)
+        assert wait_for(lambda: check.evaluations >= 2)
     finally:
         holder.kill()
         if check is not None:

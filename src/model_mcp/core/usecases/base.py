@@ -199,24 +199,29 @@ class UseCaseBase:
             return folder
         return self.package_cache.verified(entry.version, folder, entry.files)
 
-    def validation_root(self, entry: RegistryEntry, *, deep: bool) -> tuple[Path | None, ValidationOutcome | None]:
-        """(folder, None) to validate and load a version from, or (None, outcome) when its files in the
-        shared artifact folder no longer match the record: the same failed `hashes` report a home's
-        changed file gets (validate marks the version failed, deploy refuses with the report), built
-        by hashing only, so the changed file is never loaded."""
-        try:
-            return self.package_root(entry), None
-        except (HashMismatchError, NotFoundError):
-            if not self.store.shared_artifacts:
-                raise
-            from model_mcp.core.validation import validate_package
+    def validate_stored(self, entry: RegistryEntry, *, deep: bool = True) -> ValidationOutcome:
+        """Validate a registered version against the hashes recorded at import (validate, deploy, a
+        rollout). A deep validation loads the model, so it reads `package_root` (with a shared artifact
+        folder, the checked local copy); when the shared files no longer match the record, the answer is
+        the same failed `hashes` report a home's changed file gets, built by hashing only, so the changed
+        file is never loaded. A shallow one loads nothing and hashes the files where they are."""
+        from model_mcp.core.validation import validate_package
 
-            outcome = validate_package(self.store.resolve_entry_path(entry.path), version=entry.version,
-                                       settings=self.settings, deep=False, recorded=entry.files)
-            if outcome.report is None or outcome.report.passed:
-                raise  # the shared files match again by now: the caller's error says to try again
-            outcome.report = outcome.report.model_copy(update={"deep": deep})
-            return None, outcome
+        folder = self.store.resolve_entry_path(entry.path)
+        if deep:
+            try:
+                folder = self.package_root(entry)
+            except (HashMismatchError, NotFoundError):
+                if not self.store.shared_artifacts:
+                    raise
+                outcome = validate_package(folder, version=entry.version, settings=self.settings, deep=False,
+                                           recorded=entry.files)
+                if outcome.report is None or outcome.report.passed:
+                    raise  # the shared files match again by now: the caller's error says to try again
+                outcome.report = outcome.report.model_copy(update={"deep": deep})
+                return outcome
+        return validate_package(folder, version=entry.version, settings=self.settings, deep=deep,
+                                recorded=entry.files)
 
     def _read_metadata(self, entry: RegistryEntry) -> dict[str, Any] | None:
         try:

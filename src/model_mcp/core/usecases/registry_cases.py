@@ -37,7 +37,6 @@ from model_mcp.core.usecases.base import (
     _no_progress,
     resolve_alias,
 )
-from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
@@ -228,12 +227,8 @@ class RegistryCases(UseCaseBase):
         version = self.resolve_version(version, snapshot)
         entry = self._entry_or_not_found(snapshot, version)
         progress(0, None, "validating")
-        # A shallow validation loads nothing: it may hash the files where they are.
-        root, failed = (self.validation_root(entry, deep=True) if deep
-                        else (self.store.resolve_entry_path(entry.path), None))
         try:
-            outcome = failed or validate_package(root, version=version, settings=self.settings, deep=deep,
-                                                 recorded=entry.files)
+            outcome = self.validate_stored(entry, deep=deep)
         except OSError as exc:  # the folder went away under us (a delete racing this validate)
             with self.store.lock():  # a delete in progress holds it until its entry is gone
                 gone = self.read_registry().entries.get(version) is None

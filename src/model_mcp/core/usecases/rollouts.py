@@ -32,7 +32,6 @@ from model_mcp.core.rollouts.report import add_comparisons, rank_correlation, tw
 from model_mcp.core.runtime import ResidentModel
 from model_mcp.core.schemas import DeployResult, PolicyResult, RegistryEntry, RolloutReport, utc_now
 from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress
-from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
@@ -80,9 +79,7 @@ class RolloutCases(UseCaseBase):
                     f"A {(running.rollout or {}).get('mode')} of {running.version} is in progress for "
                     f"{entry.model_name}; promote or abort it first.")
             progress(0, None, "validating before the rollout")
-            root, failed = self.validation_root(entry, deep=True)
-            outcome = failed or validate_package(root, version=version, settings=self.settings, deep=True,
-                                                 recorded=entry.files)
+            outcome = self.validate_stored(entry)
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 raise ValidationFailedError(

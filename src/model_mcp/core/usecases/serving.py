@@ -32,7 +32,6 @@ from model_mcp.core.schemas import (
 )
 from model_mcp.core.unpickler import load_trusted
 from model_mcp.core.usecases.base import Progress, UseCaseBase, _no_progress, resolve_alias
-from model_mcp.core.validation import validate_package
 from model_mcp.logs import get_logger
 
 log = get_logger(__name__)
@@ -355,9 +354,7 @@ class ServingCases(UseCaseBase):
                     + ("validate it again once fixed." if entry.status == "failed" else "import it again.")
                 )
             progress(0, None, "validating before deploy")
-            root, failed = self.validation_root(entry, deep=True)
-            outcome = failed or validate_package(root, version=version, settings=self.settings, deep=True,
-                                                 recorded=entry.files)
+            outcome = self.validate_stored(entry)
             report = outcome.report
             if not report.passed or outcome.estimator is None:
                 failed = report.summary().failed_checks
